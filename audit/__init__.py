@@ -1,0 +1,1 @@
+"""The hash-chained decision log, replay and verification (see issue: audit)."""

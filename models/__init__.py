@@ -1,0 +1,1 @@
+"""Risk models: training, calibration, scorecard points, reason codes, registry (see issue: model)."""

@@ -1,0 +1,1 @@
+"""Records: the DuckDB store, identifiers, ingestion and the synthetic province generator."""

@@ -1,0 +1,150 @@
+"""The embedded DuckDB records store: open, migrate, transact.
+
+One :class:`RecordStore` wraps one DuckDB connection to one file. Opening a store
+made by an older release upgrades it; a store made by a newer release is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from records.migrations import MIGRATIONS, latest_version
+
+__all__ = ["RecordStore", "StoreVersionError", "quote_identifier"]
+
+_VERSION_TABLE = "schema_migration"
+
+
+class StoreVersionError(RuntimeError):
+    """The store's schema version is not one this release can open."""
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a table or column name taken from the code's own declarations."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class RecordStore:
+    """A records store in one DuckDB file (or ``:memory:``)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        threads: int | None = None,
+        memory_limit: str | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {}
+        if threads is not None:
+            config["threads"] = threads
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
+        self.connection = duckdb.connect(self.path, read_only=read_only, config=config)
+        self.read_only = read_only
+        self._migrate()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema --------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        exists = self.connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+            [_VERSION_TABLE],
+        ).fetchall()
+        if not exists or exists[0][0] == 0:
+            return 0
+        row = self.connection.execute(
+            f"SELECT coalesce(max(version), 0) FROM {_VERSION_TABLE}"
+        ).fetchall()
+        return int(row[0][0]) if row else 0
+
+    def _migrate(self) -> None:
+        current = self.schema_version()
+        latest = latest_version()
+        if current > latest:
+            raise StoreVersionError(
+                f"store {self.path!r} has schema version {current}, newer than this release "
+                f"understands ({latest}); upgrade the software, do not downgrade the store"
+            )
+        if current == latest:
+            return
+        if self.read_only:
+            raise StoreVersionError(
+                f"store {self.path!r} has schema version {current} and needs upgrading to "
+                f"{latest}; open it once read-write to migrate"
+            )
+        with self.transaction():
+            self.run(
+                f"CREATE TABLE IF NOT EXISTS {_VERSION_TABLE} ("
+                "version INTEGER PRIMARY KEY, description VARCHAR NOT NULL, "
+                "applied_at TIMESTAMP NOT NULL)"
+            )
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    self.run(statement)
+                self.run(
+                    f"INSERT INTO {_VERSION_TABLE} VALUES (?, ?, ?)",
+                    [migration.version, migration.description, _utc_now()],
+                )
+
+    # -- transactions and queries ----------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: commit on success, roll back on any exception."""
+        self.run("BEGIN TRANSACTION")
+        try:
+            yield self.connection
+        except BaseException:
+            self.run("ROLLBACK")
+            raise
+        self.run("COMMIT")
+
+    def run(self, sql: str, parameters: Sequence[object] | None = None) -> None:
+        """Execute a statement and drain its result (DuckDB 2 keeps it pending otherwise)."""
+        self.connection.execute(sql, parameters).fetchall()
+
+    def query(self, sql: str, parameters: Sequence[object] | None = None) -> list[tuple[Any, ...]]:
+        return self.connection.execute(sql, parameters).fetchall()
+
+    def scalar(self, sql: str, parameters: Sequence[object] | None = None) -> Any:
+        row = self.connection.execute(sql, parameters).fetchall()
+        return row[0][0] if row else None
+
+    def count(self, table: str) -> int:
+        row = self.connection.execute(f"SELECT count(*) FROM {quote_identifier(table)}").fetchall()
+        return int(row[0][0]) if row else 0
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -1,0 +1,238 @@
+"""``credit-risk``: the command-line interface.
+
+click is used because it is the well-kept standard for composable, typed command
+groups with shared options, and typer adds little over it here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from settings import ConfigFileError, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_options(command: F) -> F:
+    """--data-dir and --config, accepted by every subcommand."""
+    command = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="TOML config file (default: $CREDIT_RISK_CONFIG).",
+    )(command)
+    command = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Directory of all runtime state (default: $CREDIT_RISK_DATA_DIR or ./var).",
+    )(command)
+    return command
+
+
+def _settings(data_dir: Path | None, config_file: Path | None) -> Settings:
+    try:
+        return load_settings(config_file, data_dir=data_dir)
+    except ConfigFileError as err:
+        raise click.UsageError(str(err)) from None
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise click.UsageError(f"invalid settings: {problems}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="credit-risk-service")
+def main() -> None:
+    """Credit-information and risk-scoring service."""
+
+
+@main.command("store-info")
+@common_options
+def store_info(data_dir: Path | None, config_file: Path | None) -> None:
+    """Open (and migrate) the records store; print its version and row counts as JSON."""
+    from records.runtime import open_store
+    from records.tables import TABLE_ORDER
+
+    settings = _settings(data_dir, config_file)
+    with open_store(settings) as store:
+        info = {
+            "store": str(settings.store_path),
+            "schema_version": store.schema_version(),
+            "rows": {table: store.count(table) for table in (*TABLE_ORDER, "quarantine")},
+        }
+    click.echo(json.dumps(info, indent=2))
+
+
+@main.command()
+@common_options
+@click.argument("table")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option(
+    "--normalise",
+    is_flag=True,
+    help="Explicitly normalise identifiers and codes (NFKC, trim, upper-case); recorded.",
+)
+def ingest(
+    data_dir: Path | None,
+    config_file: Path | None,
+    table: str,
+    files: tuple[Path, ...],
+    as_json: bool,
+    normalise: bool,
+) -> None:
+    """Ingest CSV or Parquet FILES into TABLE, one transaction per file."""
+    from records.ingest import IngestError, IngestSummary
+    from records.runtime import make_ingestor, open_store
+    from records.tables import TABLES
+
+    if table not in TABLES:
+        raise click.BadParameter(f"unknown table {table!r}; one of: {', '.join(TABLES)}")
+    settings = _settings(data_dir, config_file)
+    total = IngestSummary(table=table)
+    failures: list[str] = []
+    with open_store(settings) as store:
+        ingestor = make_ingestor(settings, store, normalise=normalise, progress=not as_json)
+        for path in files:
+            try:
+                total.add(ingestor.ingest_file(table, path))
+            except IngestError as err:
+                failures.append(str(err))
+                click.echo(f"error: {err}", err=True)
+    if as_json:
+        payload = total.to_dict() | {"failed_files": failures}
+        click.echo(json.dumps(payload, sort_keys=True))
+    else:
+        _print_summary(total)
+        for failure in failures:
+            click.echo(f"failed: {failure}")
+    if failures:
+        sys.exit(1)
+
+
+def _print_summary(summary: Any) -> None:
+    rate = summary.read / summary.seconds if summary.seconds else 0.0
+    click.echo(
+        f"{summary.table}: read {summary.read:,} = accepted {summary.accepted:,} "
+        f"+ duplicate {summary.duplicate:,} + rejected {summary.rejected:,} "
+        f"({summary.seconds:.1f} s, {rate:,.0f} rows/s)"
+    )
+    for reason, count in sorted(summary.reasons.items()):
+        click.echo(f"  rejected {reason}: {count:,}")
+
+
+@main.command()
+@common_options
+@click.option("--entities", type=click.IntRange(min=0), default=2_000, show_default=True)
+@click.option("--persons", type=click.IntRange(min=1), default=5_000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--end-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default="2026-06-30",
+    show_default=True,
+    help="Last reporting day of the generated history.",
+)
+@click.option("--months", type=click.IntRange(min=1, max=120), default=36, show_default=True)
+@click.option(
+    "--to-files",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write one file per table (and manifest.json) here instead of into the store.",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+)
+@click.option(
+    "--dirty",
+    type=click.FloatRange(min=0.0, max=0.5),
+    default=0.0,
+    help="Append this fraction of faulty rows (invalid identifiers, impossible dates, "
+    "duplicates, conflicting versions, ...) for testing ingestion.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def generate(
+    data_dir: Path | None,
+    config_file: Path | None,
+    entities: int,
+    persons: int,
+    seed: int,
+    end_date: Any,
+    months: int,
+    to_files: Path | None,
+    file_format: str,
+    dirty: float,
+    as_json: bool,
+) -> None:
+    """Generate a synthetic province (deterministic per seed) into the store or files."""
+    import time
+
+    from records.generator import ProvinceParams, generate_province, inject_faults, write_files
+    from records.runtime import make_ingestor, open_store
+    from records.tables import TABLE_ORDER
+
+    settings = _settings(data_dir, config_file)
+    params = ProvinceParams(
+        entities=entities,
+        persons=persons,
+        seed=seed,
+        end_date=date.fromisoformat(end_date.date().isoformat()),
+        months=months,
+        home_province=settings.home_province,
+    )
+    started = time.perf_counter()
+    frames = generate_province(params)
+    faults = []
+    if dirty > 0:
+        frames, faults = inject_faults(frames, dirty, seed)
+    generated_seconds = time.perf_counter() - started
+    report: dict[str, Any] = {
+        "params": {k: str(v) for k, v in vars(params).items()},
+        "rows": {t: frames[t].height for t in TABLE_ORDER},
+        "faults": len(faults),
+        "generate_seconds": round(generated_seconds, 2),
+    }
+    if to_files is not None:
+        paths = write_files(frames, to_files, file_format, faults)  # type: ignore[arg-type]
+        report["files"] = [str(p) for p in paths]
+    else:
+        with open_store(settings) as store:
+            ingestor = make_ingestor(settings, store, progress=not as_json)
+            report["ingested"] = {}
+            for table in TABLE_ORDER:
+                summary = ingestor.ingest_frame(
+                    table, frames[table], label=f"generator:seed={seed}:{table}"
+                )
+                report["ingested"][table] = {
+                    k: getattr(summary, k) for k in ("read", "accepted", "duplicate", "rejected")
+                } | {"reasons": summary.reasons}
+                if not as_json:
+                    _print_summary(summary)
+    report["total_seconds"] = round(time.perf_counter() - started, 2)
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+    else:
+        click.echo(
+            f"generated {sum(report['rows'].values()):,} rows in {report['total_seconds']} s"
+        )
+        if to_files is not None:
+            click.echo(f"files in {to_files}; ingest them in this order: " + ", ".join(TABLE_ORDER))
+
+
+if __name__ == "__main__":
+    main()

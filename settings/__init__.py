@@ -1,0 +1,116 @@
+"""One typed settings object for the whole service.
+
+Values come from, highest priority first: explicit overrides (CLI options such as
+``--data-dir``), ``CREDIT_RISK_*`` environment variables (nested with ``__``, e.g.
+``CREDIT_RISK_STORE__THREADS=2``), a TOML config file (``--config`` or
+``CREDIT_RISK_CONFIG``), then the defaults below. All runtime state lives under
+``data_dir`` unless a path is set explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["ConfigFileError", "Settings", "load_settings"]
+
+CONFIG_ENV_VAR = "CREDIT_RISK_CONFIG"
+
+
+class ConfigFileError(ValueError):
+    """The configuration file named by the user is missing or unreadable."""
+
+
+class StoreSettings(BaseModel):
+    """The embedded DuckDB records store."""
+
+    path: Path | None = Field(
+        default=None, description="DuckDB file; default <data_dir>/store.duckdb"
+    )
+    threads: int | None = Field(default=None, ge=1, description="DuckDB worker threads")
+    memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. '8GB'")
+
+
+class PrivacySettings(BaseModel):
+    """Pseudonymisation of natural persons."""
+
+    pseudonym_secret_file: Path | None = Field(
+        default=None,
+        description="HMAC key file; default <data_dir>/secrets/pseudonym.key, made on first use",
+    )
+    store_raw_resident_id: bool = Field(
+        default=False,
+        description="Keep the raw resident identity number beside its pseudonym (off by default)",
+    )
+
+
+class IngestSettings(BaseModel):
+    """File ingestion."""
+
+    batch_rows: int = Field(default=500_000, ge=1_000, description="rows validated per batch")
+    csv_block_bytes: int = Field(
+        default=16 << 20, ge=1 << 16, description="CSV read block; also the longest line accepted"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CREDIT_RISK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(default=Path("var"), description="root of all runtime state")
+    home_province: str = Field(
+        default="33",
+        pattern=r"^[1-8][0-9]$",
+        description="province-level code of the market this service serves",
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @property
+    def store_path(self) -> Path:
+        return self.store.path or self.data_dir / "store.duckdb"
+
+    @property
+    def pseudonym_secret_path(self) -> Path:
+        return self.privacy.pseudonym_secret_file or self.data_dir / "secrets" / "pseudonym.key"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: overrides > environment > config file > defaults."""
+    raw_path = config_file or os.environ.get(CONFIG_ENV_VAR)
+    path = Path(raw_path) if raw_path else None
+    if path is not None and not path.is_file():
+        raise ConfigFileError(f"config file {str(path)!r} does not exist or is not a file")
+
+    class _FileBackedSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    return _FileBackedSettings(**clean)
