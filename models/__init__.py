@@ -1,1 +1,1 @@
-"""Risk models: training, calibration, scorecard points, reason codes, registry (see issue: model)."""
+"""Risk models: training, calibration, scorecard points, reason codes, the registry."""

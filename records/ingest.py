@@ -337,9 +337,7 @@ def _stage_rows_as_rejects(
     store: RecordStore, spec: TableSpec, where: str, reason: str, field_name: str | None
 ) -> list[_Reject]:
     cols = [quote_identifier(c) for c in spec.stored_columns if c != "resident_id"]
-    rows = store.query(
-        f"SELECT _row, {', '.join(cols)} FROM {_STAGE} WHERE {where} ORDER BY _row"
-    )
+    rows = store.query(f"SELECT _row, {', '.join(cols)} FROM {_STAGE} WHERE {where} ORDER BY _row")
     names = [c for c in spec.stored_columns if c != "resident_id"]
     rejects = []
     for row in rows:

@@ -20,7 +20,7 @@ from records.pseudonym import Pseudonymiser
 from records.regions import PROVINCE_CODES
 from records.tables import FieldKind, FieldSpec, TableSpec
 
-__all__ = ["REASONS", "ROW_COLUMN", "ValidationResult", "validate_frame"]
+__all__ = ["REASONS", "ROW_COLUMN", "ValidationResult", "parse_field", "validate_frame"]
 
 ROW_COLUMN = "_row"
 REASON_COLUMN = "_reason"
@@ -77,7 +77,7 @@ def _present(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return col.is_not_null()
 
 
-def _parse(spec: FieldSpec, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+def parse_field(spec: FieldSpec, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, reason code or null) for one field; values of rejected rows are ignored."""
     col = pl.col(spec.name)
     kind = spec.kind
@@ -98,13 +98,15 @@ def _parse(spec: FieldSpec, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
         return col.cast(pl.Int32), _err(~ok, "invalid_integer")
     text = col if dtype == pl.String else col.cast(pl.String)
     if kind is FieldKind.TEXT:
-        bad = _err(text.str.len_chars() > spec.max_length, "too_long").otherwise(
-            _err(text.str.contains(_CONTROL_RE), "invalid_text")
+        bad = pl.coalesce(
+            _err(text.str.len_chars() > spec.max_length, "too_long"),
+            _err(text.str.contains(_CONTROL_RE), "invalid_text"),
         )
         return text, bad
     if kind is FieldKind.CODE:
-        bad = _err(text.str.len_chars() > spec.max_length, "too_long").otherwise(
-            _err(~text.str.contains(_CODE_RE), "invalid_code")
+        bad = pl.coalesce(
+            _err(text.str.len_chars() > spec.max_length, "too_long"),
+            _err(~text.str.contains(_CODE_RE), "invalid_code"),
         )
         return text, bad
     if kind is FieldKind.ENUM or kind is FieldKind.SUBJECT_TYPE:
@@ -140,7 +142,7 @@ def _parse_date(col: pl.Expr, dtype: pl.DataType, *, monthly: bool) -> tuple[pl.
             value = text.str.to_date("%Y-%m-%d", strict=False)
             shape_ok = text.str.contains(_DATE_RE)
         bad = _err(~shape_ok | value.is_null(), "invalid_date")
-    return value, bad.otherwise(_err(value < pl.lit(_EARLIEST), "date_out_of_range"))
+    return value, pl.coalesce(bad, _err(value < pl.lit(_EARLIEST), "date_out_of_range"))
 
 
 def _parse_timestamp(col: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
@@ -175,7 +177,7 @@ def _parse_timestamp(col: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr
     )
     value = base + pl.duration(microseconds=micros) - pl.duration(minutes=offset_minutes)
     bad = _err(base.is_null() | (offset_minutes.abs() > 18 * 60), "invalid_timestamp")
-    return value, bad.otherwise(_err(value < pl.lit(_EARLIEST), "date_out_of_range"))
+    return value, pl.coalesce(bad, _err(value < pl.lit(_EARLIEST), "date_out_of_range"))
 
 
 # Cross-field rules per table: (field named in the rejection, what must hold).
@@ -277,7 +279,7 @@ def validate_frame(
     for field_spec in spec.fields:
         name = field_spec.name
         dtype = frame.schema[name]
-        value, bad = _parse(field_spec, dtype)
+        value, bad = parse_field(field_spec, dtype)
         present = _present(pl.col(name), dtype)
         if field_spec.kind in (FieldKind.USCC, FieldKind.RESIDENT_ID, FieldKind.SUBJECT_ID):
             value = pl.col(f"_key_{name}")
@@ -316,13 +318,11 @@ def validate_frame(
         broken = rule().not_().fill_null(False)
         first_field = pl.coalesce(first_field, pl.when(broken).then(pl.lit(rule_field)))
         first_reason = pl.coalesce(first_reason, _err(broken, "inconsistent_fields"))
-    detail = pl.coalesce(
-        [
-            pl.when(first_field == name).then(pl.col(f"_detail_{name}"))
-            for name in (c.removeprefix("_detail_") for c in detail_cols)
-        ]
-        or [pl.lit(None, pl.String)]
-    )
+    detail_parts: list[pl.Expr] = [
+        pl.when(first_field == name).then(pl.col(f"_detail_{name}"))
+        for name in (c.removeprefix("_detail_") for c in detail_cols)
+    ]
+    detail = pl.coalesce(detail_parts or [pl.lit(None, pl.String)])
     typed = typed.with_columns(
         first_field.alias(FIELD_COLUMN), first_reason.alias(REASON_COLUMN), detail.alias("_detail")
     )

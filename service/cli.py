@@ -208,7 +208,7 @@ def generate(
         "generate_seconds": round(generated_seconds, 2),
     }
     if to_files is not None:
-        paths = write_files(frames, to_files, file_format, faults)  # type: ignore[arg-type]
+        paths = write_files(frames, to_files, file_format, faults)
         report["files"] = [str(p) for p in paths]
     else:
         with open_store(settings) as store:
@@ -232,6 +232,34 @@ def generate(
         )
         if to_files is not None:
             click.echo(f"files in {to_files}; ingest them in this order: " + ", ".join(TABLE_ORDER))
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Exit 1 if the generated docs differ from the files.")
+@click.option(
+    "--docs-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("docs"),
+    show_default=True,
+)
+def docs(check: bool, docs_dir: Path) -> None:
+    """Regenerate the catalog documents in docs/ from their declarations."""
+    from records.catalog_doc import render_data_format
+
+    documents = {"data-format.md": render_data_format()}
+    stale = []
+    for name, text in documents.items():
+        path = docs_dir / name
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(name)
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if check and stale:
+        click.echo(f"stale: {', '.join(stale)}; run `credit-risk docs`", err=True)
+        sys.exit(1)
+    click.echo("up to date" if not stale else f"wrote {', '.join(stale)}")
 
 
 if __name__ == "__main__":
