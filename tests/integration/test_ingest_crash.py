@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import polars as pl
+from conftest import entity_row, make_uscc
 
 from records.store import RecordStore
-
-from conftest import entity_row, make_uscc
 
 
 def test_sigkill_mid_file_leaves_the_store_unchanged(tmp_path: Path) -> None:
@@ -27,11 +26,18 @@ def test_sigkill_mid_file_leaves_the_store_unchanged(tmp_path: Path) -> None:
         | {"uscc": [make_uscc(i) for i in range(100, 100 + n)]}
     ).select(list(template)).write_csv(big)
 
-    command = [sys.executable, "-m", "service.cli", "ingest", "legal_entity", "--json",
-               "--data-dir", str(data)]
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "ingest",
+        "legal_entity",
+        "--json",
+        "--data-dir",
+        str(data),
+    ]
     subprocess.run([*command, str(first)], check=True, capture_output=True, timeout=120)
-    process = subprocess.Popen([*command, str(big)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen([*command, str(big)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(1.5)
     assert process.poll() is None, "ingestion finished before it could be killed"
     process.send_signal(signal.SIGKILL)
@@ -40,6 +46,7 @@ def test_sigkill_mid_file_leaves_the_store_unchanged(tmp_path: Path) -> None:
     with RecordStore(data / "store.duckdb") as store:
         assert store.count("legal_entity") == 10
         assert store.query("SELECT count(*) FROM ingestion WHERE status = 'committed'") == [(1,)]
-    finished = subprocess.run([*command, str(big)], check=True, capture_output=True,
-                              timeout=300, text=True)
+    finished = subprocess.run(
+        [*command, str(big)], check=True, capture_output=True, timeout=300, text=True
+    )
     assert '"accepted": 400000' in finished.stdout

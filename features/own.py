@@ -1,0 +1,186 @@
+"""A subject's own features: repayment behaviour, public records, inquiries, attributes.
+
+Every function takes the point-in-time :class:`~features.sources.Sources` and returns one
+row per subject key with catalog columns; all work is columnar polars.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from features.sources import PointInTime, Sources
+from records.tables import INDUSTRIES, PUBLIC_RECORD_KINDS
+
+__all__ = [
+    "entity_attributes",
+    "inquiry_features",
+    "person_attributes",
+    "public_record_features",
+    "repayment_features",
+]
+
+KEY = "subject_key"
+DAYS_PER_MONTH = 30.4375
+REVOLVING_PRODUCTS = ("credit_card", "microloan", "working_capital_loan")
+SECURED = ("collateral", "pledge")
+ABNORMAL_STATUSES = ("suspended", "revoked", "deregistered")
+
+
+def _month_index(col: pl.Expr) -> pl.Expr:
+    return col.dt.year().cast(pl.Int32) * 12 + col.dt.month().cast(pl.Int32) - 1
+
+
+def _months_between(earlier: pl.Expr, as_of: pl.Expr) -> pl.Expr:
+    return (as_of - earlier).dt.total_days().cast(pl.Float64) / DAYS_PER_MONTH
+
+
+def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
+    as_of = pl.lit(point.as_of)
+    m0 = point.as_of.year * 12 + point.as_of.month - 1
+    account = [KEY, "source", "account_id"]
+    rows = src.repayments.lazy().with_columns((m0 - _month_index(pl.col("period"))).alias("age"))
+
+    windows: list[pl.Expr] = [
+        pl.col("overdue_days").filter(pl.col("age") < 12).max().alias("rep_worst_overdue_days_12m"),
+        pl.col("overdue_days").filter(pl.col("age") < 24).max().alias("rep_worst_overdue_days_24m"),
+    ]
+    for days in (30, 60, 90):
+        for months in (3, 6, 12, 24):
+            windows.append(
+                ((pl.col("overdue_days") >= days) & (pl.col("age") < months))
+                .sum()
+                .alias(f"rep_months_{days}plus_{months}m")
+            )
+    due_6m = pl.col("amount_due").filter(pl.col("age") < 6).sum()
+    paid_6m = pl.col("amount_paid").filter(pl.col("age") < 6).sum()
+    windows += [
+        pl.col("age").filter(pl.col("overdue_days") > 0).min().cast(pl.Float64)
+        .alias("rep_months_since_delinquency"),
+        pl.when(due_6m > 0).then(paid_6m / due_6m).alias("rep_payment_ratio_6m"),
+        pl.len().alias("rep_months_reported"),
+    ]
+    history = rows.group_by(KEY).agg(windows)
+
+    # Each account's latest reported month; "current" if reported in the last 3 months.
+    latest = rows.filter(pl.col("age") == pl.col("age").min().over(account))
+    limits = src.accounts.lazy().select("source", "account_id", "product", "credit_limit")
+    latest = latest.join(limits, on=["source", "account_id"], how="left")
+    current = latest.filter((pl.col("age") <= 2) & (pl.col("status") != "closed"))
+    revolving = pl.col("product").is_in(REVOLVING_PRODUCTS)
+    current_agg = current.group_by(KEY).agg(
+        pl.col("overdue_days").max().cast(pl.Float64).alias("rep_current_overdue_days"),
+        pl.col("overdue_amount").sum().alias("rep_current_overdue_amount"),
+        pl.col("balance").sum().alias("rep_total_balance"),
+        (pl.col("balance").filter(revolving).sum()
+         / pl.col("credit_limit").filter(revolving).sum()).alias("_util_now"),
+    )
+    six_ago = rows.filter(pl.col("age") == 6).join(limits, on=["source", "account_id"])
+    util_then = six_ago.group_by(KEY).agg(
+        (pl.col("balance").filter(revolving).sum()
+         / pl.col("credit_limit").filter(revolving).sum()).alias("_util_then")
+    )
+    written_off = latest.group_by(KEY).agg(
+        (pl.col("status") == "written_off").sum().alias("rep_written_off_accounts")
+    )
+
+    accounts = src.accounts.lazy()
+    is_open = pl.col("closed_on").is_null() | (pl.col("closed_on") > as_of)
+    open_count = is_open.sum()
+    account_agg = accounts.group_by(KEY).agg(
+        open_count.alias("rep_open_accounts"),
+        pl.col("credit_limit").filter(is_open).sum().alias("rep_total_limit"),
+        _months_between(pl.col("opened_on"), as_of).max().alias("rep_oldest_account_months"),
+        _months_between(pl.col("opened_on"), as_of).min().alias("rep_newest_account_months"),
+        (_months_between(pl.col("opened_on"), as_of) < 6).sum()
+        .alias("rep_accounts_opened_6m"),
+        pl.when(open_count > 0)
+        .then((is_open & pl.col("product").is_in(REVOLVING_PRODUCTS)).sum() / open_count)
+        .alias("rep_revolving_share"),
+        pl.when(open_count > 0)
+        .then((is_open & pl.col("guarantee_type").is_in(SECURED)).sum() / open_count)
+        .alias("rep_secured_share"),
+    )
+    result = (
+        account_agg.join(history, on=KEY, how="left")
+        .join(current_agg, on=KEY, how="left")
+        .join(util_then, on=KEY, how="left")
+        .join(written_off, on=KEY, how="left")
+        .with_columns(
+            pl.col("_util_now").alias("rep_utilisation"),
+            (pl.col("_util_now") - pl.col("_util_then")).alias("rep_utilisation_trend_6m"),
+            # An account holder with nothing reported recently is not overdue now.
+            pl.col("rep_current_overdue_days").fill_null(0.0),
+            pl.col("rep_current_overdue_amount").fill_null(0.0),
+            pl.col("rep_total_balance").fill_null(0.0),
+            pl.col("rep_months_reported").fill_null(0),
+            pl.col("rep_written_off_accounts").fill_null(0),
+        )
+        .drop("_util_now", "_util_then")
+    )
+    return result.collect()
+
+
+def public_record_features(src: Sources, point: PointInTime) -> pl.DataFrame:
+    as_of = pl.lit(point.as_of)
+    records = src.public_records.lazy().with_columns(
+        (pl.col("status") == "active").alias("_in_force")
+    )
+    # Retention: a record that ended before the retention period no longer counts.
+    records = records.filter(
+        pl.col("_in_force") | (pl.col("cleared_on") >= pl.lit(point.retention_start))
+    )
+    exprs: list[pl.Expr] = []
+    for kind in PUBLIC_RECORD_KINDS:
+        of_kind = pl.col("kind") == kind
+        exprs += [
+            (of_kind & pl.col("_in_force")).sum().alias(f"pub_{kind}_active"),
+            pl.col("amount").filter(of_kind & pl.col("_in_force")).sum()
+            .alias(f"pub_{kind}_amount"),
+            _months_between(pl.col("event_date").filter(of_kind).max(), as_of)
+            .alias(f"pub_{kind}_months_since"),
+        ]
+    return records.group_by(KEY).agg(exprs).collect()
+
+
+def inquiry_features(src: Sources, point: PointInTime) -> pl.DataFrame:
+    cutoff = pl.lit(point.reported_before)
+    exprs: list[pl.Expr] = []
+    for days in (7, 30, 90):
+        recent = pl.col("inquired_at") >= cutoff - pl.duration(days=days)
+        exprs += [
+            recent.sum().alias(f"inq_count_{days}d"),
+            pl.col("source").filter(recent).n_unique().alias(f"inq_platforms_{days}d"),
+        ]
+    return src.inquiries.lazy().group_by(KEY).agg(exprs).collect()
+
+
+def entity_attributes(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
+    as_of = pl.lit(point.as_of)
+    industry_code = {letter: index for index, letter in enumerate(INDUSTRIES)}
+    return src.entities.select(
+        KEY,
+        _months_between(pl.col("established_on"), as_of).alias("ent_age_months"),
+        pl.col("registered_capital").log1p().alias("ent_log_registered_capital"),
+        pl.col("industry").replace_strict(industry_code, return_dtype=pl.Int64)
+        .alias("ent_industry"),
+        pl.col("status").is_in(ABNORMAL_STATUSES).cast(pl.Int64).alias("ent_status_abnormal"),
+        (pl.col("region_code").str.slice(0, 2) == home_province).cast(pl.Int64)
+        .alias("subject_home_province"),
+    )
+
+
+def person_attributes(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
+    as_of = pl.lit(point.as_of)
+    return src.persons.select(
+        KEY,
+        ((as_of - pl.col("birth_date")).dt.total_days().cast(pl.Float64) / 365.25)
+        .floor()
+        .alias("per_age_years"),
+        (pl.col("id_region").str.slice(0, 2) == home_province).cast(pl.Int64)
+        .alias("subject_home_province"),
+    )
+
+
+assert math.isclose(DAYS_PER_MONTH * 12, 365.25)

@@ -1,0 +1,120 @@
+"""The point-in-time feature pipeline: one definition for training, batch and online.
+
+``build(store, as_of)`` returns one row per subject known at ``as_of``: ``subject_type``,
+``subject_key`` (USCC, or the person's pseudonym), then every catalog feature in catalog
+order. Features that do not apply to a subject's kind are null. Only records reported by
+the end of the as-of day, with event dates not after it, are seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import polars as pl
+
+from features.catalog import CATALOG, FeatureDtype, SubjectKind, feature_names
+from features.own import (
+    entity_attributes,
+    inquiry_features,
+    person_attributes,
+    public_record_features,
+    repayment_features,
+)
+from features.related import entity_distress, entity_related, person_distress, person_related
+from features.sources import PointInTime, Sources, load_relations, load_sources
+from records.store import RecordStore
+
+__all__ = ["KEY", "build", "neighbourhood", "output_schema"]
+
+KEY = "subject_key"
+TYPE = "subject_type"
+_ZERO_WHEN_ABSENT = ("pub_", "inq_")  # registries and inquiries cover every subject
+
+
+def output_schema() -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {TYPE: pl.String(), KEY: pl.String()}
+    for spec in CATALOG:
+        schema[spec.name] = pl.Float64() if spec.dtype is FeatureDtype.FLOAT else pl.Int64()
+    return schema
+
+
+def neighbourhood(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> list[str]:
+    """The subjects whose own records the related-party features of ``subjects`` read:
+    their related parties, and the companies those parties control."""
+    keys = set(subjects)
+    first = load_relations(store, point, sorted(keys))
+    persons = set(first["person_key"].to_list())
+    companies = set(first["uscc"].to_list())
+    second = load_relations(store, point, sorted(persons))
+    companies |= set(second["uscc"].to_list())
+    return sorted(keys | persons | companies)
+
+
+def _own(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
+    base = pl.concat(
+        [
+            src.entities.select(pl.lit(SubjectKind.ENTITY.value).alias(TYPE), KEY),
+            src.persons.select(pl.lit(SubjectKind.PERSON.value).alias(TYPE), KEY),
+        ]
+    )
+    attributes = pl.concat(
+        [
+            entity_attributes(src, point, home_province),
+            person_attributes(src, point, home_province),
+        ],
+        how="diagonal",
+    )
+    own = base
+    for part in (
+        repayment_features(src, point),
+        public_record_features(src, point),
+        inquiry_features(src, point),
+        attributes,
+    ):
+        own = own.join(part, on=KEY, how="left")
+    zero_fill = [c for c in own.columns if c.startswith(_ZERO_WHEN_ABSENT) and
+                 not c.endswith("_months_since")]
+    return own.with_columns(pl.col(zero_fill).fill_null(0))
+
+
+def build(
+    store: RecordStore,
+    as_of: date,
+    subjects: Sequence[str] | None = None,
+    *,
+    home_province: str = "33",
+    retention_years: int = 5,
+) -> pl.DataFrame:
+    """Feature rows of every subject (or of ``subjects``, by key) as of ``as_of``."""
+    point = PointInTime(as_of, retention_years)
+    scope = None if subjects is None else neighbourhood(store, point, subjects)
+    src = load_sources(store, point, scope)
+    own = _own(src, point, home_province)
+    is_entity = pl.col(TYPE) == SubjectKind.ENTITY.value
+    persons = own.filter(~is_entity)
+    companies = own.filter(is_entity)
+    wanted = own if subjects is None else own.filter(pl.col(KEY).is_in(list(subjects)))
+    related = pl.concat(
+        [
+            entity_related(
+                wanted.filter(is_entity)[KEY], src.relations, person_distress(persons),
+                entity_distress(companies, src.defaults),
+            ),
+            person_related(
+                wanted.filter(~is_entity)[KEY], src.relations,
+                entity_distress(companies, src.defaults),
+            ),
+        ],
+        how="diagonal",
+    )
+    rows = wanted.join(related, on=KEY, how="left")
+    schema = output_schema()
+    columns: list[pl.Expr] = [pl.col(TYPE), pl.col(KEY)]
+    for spec in CATALOG:
+        value = pl.col(spec.name) if spec.name in rows.columns else pl.lit(None)
+        applies = pl.col(TYPE).is_in([kind.value for kind in spec.kinds])
+        columns.append(pl.when(applies).then(value).cast(schema[spec.name]).alias(spec.name))
+    out = rows.select(columns).sort(TYPE, KEY)
+    assert tuple(out.columns[2:]) == feature_names()
+    return out

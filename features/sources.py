@@ -1,0 +1,209 @@
+"""Point-in-time reads of the records store.
+
+Each query returns, for one as-of date, the latest version of every record reported by
+the end of that day (``reported_at < as_of + 1 day``) whose event dates are not after it.
+The SQL is literal and parameterised; results cross to polars through Arrow. When a set of
+subjects is given, the reads are restricted to them (the ``_scope`` temporary table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import polars as pl
+
+from records.store import RecordStore
+
+__all__ = ["PointInTime", "Sources", "load_relations", "load_sources"]
+
+
+@dataclass(frozen=True)
+class PointInTime:
+    as_of: date
+    retention_years: int = 5
+
+    @property
+    def reported_before(self) -> datetime:
+        return datetime.combine(self.as_of + timedelta(days=1), time())
+
+    @property
+    def retention_start(self) -> date:
+        try:
+            return self.as_of.replace(year=self.as_of.year - self.retention_years)
+        except ValueError:  # 29 February
+            return self.as_of.replace(year=self.as_of.year - self.retention_years, day=28)
+
+
+@dataclass
+class Sources:
+    entities: pl.DataFrame
+    persons: pl.DataFrame
+    relations: pl.DataFrame
+    accounts: pl.DataFrame
+    repayments: pl.DataFrame
+    public_records: pl.DataFrame
+    inquiries: pl.DataFrame
+    defaults: pl.DataFrame
+
+
+# The scope table holds the subject keys a read is restricted to; when no scope is
+# given it is left empty and ``? IS NULL`` disables the restriction.
+_SCOPE_DDL = "CREATE OR REPLACE TEMP TABLE _scope (subject_key VARCHAR PRIMARY KEY)"
+
+_ENTITIES = """
+SELECT uscc AS subject_key, industry, region_code,
+       CAST(registered_capital AS DOUBLE) AS registered_capital,
+       established_on, status, status_date
+FROM legal_entity
+WHERE reported_at < $cutoff AND established_on <= $as_of
+  AND ($all OR uscc IN (SELECT subject_key FROM _scope))
+QUALIFY row_number() OVER (PARTITION BY uscc ORDER BY reported_at DESC) = 1
+"""
+
+_PERSONS = """
+SELECT person_key AS subject_key, birth_date, id_region, residence_region
+FROM natural_person
+WHERE reported_at < $cutoff
+  AND ($all OR person_key IN (SELECT subject_key FROM _scope))
+QUALIFY row_number() OVER (PARTITION BY person_key ORDER BY reported_at DESC) = 1
+"""
+
+_RELATIONS = """
+SELECT uscc, person_key, role, CAST(share AS DOUBLE) AS share FROM (
+    SELECT uscc, person_key, role, share, valid_from, valid_to
+    FROM relation
+    WHERE reported_at < $cutoff AND valid_from <= $as_of
+      AND ($all OR uscc IN (SELECT subject_key FROM _scope)
+                OR person_key IN (SELECT subject_key FROM _scope))
+    QUALIFY row_number() OVER (
+        PARTITION BY uscc, person_key, role, valid_from ORDER BY reported_at DESC) = 1
+)
+WHERE valid_to IS NULL OR valid_to >= $as_of
+"""
+
+_ACCOUNTS = """
+SELECT source, account_id, subject_type, subject_key, product, opened_on, closed_on,
+       CAST(credit_limit AS DOUBLE) AS credit_limit, guarantee_type
+FROM credit_account
+WHERE reported_at < $cutoff AND opened_on <= $as_of
+  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
+"""
+
+# Repayment is the bulk: the latest version per account-month by arg_max (a hash
+# aggregate, cheaper than a window sort), over the retention period only.
+_REPAYMENTS = """
+WITH accounts AS (
+    SELECT source, account_id, subject_key
+    FROM credit_account
+    WHERE reported_at < $cutoff AND opened_on <= $as_of
+      AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+    QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
+),
+latest AS (
+    SELECT source, account_id, period,
+           arg_max(struct_pack(balance, amount_due, amount_paid, overdue_days,
+                               overdue_amount, status), reported_at) AS v
+    FROM repayment
+    WHERE reported_at < $cutoff AND period <= $as_of AND period >= $retention_start
+      AND ($all OR (source, account_id) IN (SELECT (source, account_id) FROM accounts))
+    GROUP BY source, account_id, period
+)
+SELECT a.subject_key, l.source, l.account_id, l.period,
+       CAST(l.v.balance AS DOUBLE) AS balance,
+       CAST(l.v.amount_due AS DOUBLE) AS amount_due,
+       CAST(l.v.amount_paid AS DOUBLE) AS amount_paid,
+       l.v.overdue_days AS overdue_days,
+       CAST(l.v.overdue_amount AS DOUBLE) AS overdue_amount,
+       l.v.status AS status
+FROM latest l JOIN accounts a USING (source, account_id)
+"""
+
+_PUBLIC_RECORDS = """
+SELECT subject_key, kind, event_date, CAST(amount AS DOUBLE) AS amount, status, cleared_on
+FROM public_record
+WHERE reported_at < $cutoff AND event_date <= $as_of
+  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+QUALIFY row_number() OVER (PARTITION BY source, record_id ORDER BY reported_at DESC) = 1
+"""
+
+_INQUIRIES = """
+SELECT subject_key, source, inquired_at
+FROM credit_inquiry
+WHERE reported_at < $cutoff AND inquired_at < $cutoff
+  AND inquired_at >= $inquiry_start
+  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+QUALIFY row_number() OVER (PARTITION BY source, inquiry_id ORDER BY reported_at DESC) = 1
+"""
+
+_DEFAULTS = """
+SELECT subject_key, min(default_date) AS first_default, max(default_date) AS last_default
+FROM default_event
+WHERE reported_at < $cutoff AND default_date <= $as_of
+  AND default_date >= $retention_start
+  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+GROUP BY subject_key
+"""
+
+
+def _frame(store: RecordStore, sql: str, params: dict[str, object]) -> pl.DataFrame:
+    names = {name for name in params if f"${name}" in sql}
+    relation = store.connection.sql(sql, params={k: params[k] for k in names})
+    table = relation.to_arrow_table()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _set_scope(store: RecordStore, subjects: Sequence[str] | None) -> None:
+    store.run(_SCOPE_DDL)
+    if subjects is None:
+        return
+    scope = pl.DataFrame({"subject_key": sorted(set(subjects))}, schema={"subject_key": pl.String})
+    store.connection.register("_scope_rows", scope.to_arrow())
+    try:
+        store.run("INSERT INTO _scope SELECT subject_key FROM _scope_rows")
+    finally:
+        store.connection.unregister("_scope_rows")
+
+
+def _params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, object]:
+    return {
+        "cutoff": point.reported_before,
+        "as_of": point.as_of,
+        "retention_start": point.retention_start,
+        "inquiry_start": datetime.combine(point.as_of - timedelta(days=90), time()),
+        "all": subjects is None,
+    }
+
+
+def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
+    """Relations valid at ``point`` that involve any of ``subjects`` (USCCs or person keys)."""
+    _set_scope(store, subjects)
+    try:
+        return _frame(store, _RELATIONS, _params(point, subjects))
+    finally:
+        store.run("DROP TABLE IF EXISTS _scope")
+
+
+def load_sources(
+    store: RecordStore, point: PointInTime, subjects: Sequence[str] | None = None
+) -> Sources:
+    """Every table as of ``point``; restricted to ``subjects`` (keys) when given."""
+    _set_scope(store, subjects)
+    params = _params(point, subjects)
+    try:
+        return Sources(
+            entities=_frame(store, _ENTITIES, params),
+            persons=_frame(store, _PERSONS, params),
+            relations=_frame(store, _RELATIONS, params),
+            accounts=_frame(store, _ACCOUNTS, params),
+            repayments=_frame(store, _REPAYMENTS, params),
+            public_records=_frame(store, _PUBLIC_RECORDS, params),
+            inquiries=_frame(store, _INQUIRIES, params),
+            defaults=_frame(store, _DEFAULTS, params),
+        )
+    finally:
+        store.run("DROP TABLE IF EXISTS _scope")
