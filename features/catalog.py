@@ -134,6 +134,7 @@ for _days in (30, 60, 90):
                 BOTH,
                 f"Account-months {_days}+ days past due in the last {_months} months",
                 window=_months,
+                dtype=FeatureDtype.INT,
                 direction=UP,
                 group="repayment",
                 code=f"R{_days}{_months:02d}",

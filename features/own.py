@@ -38,7 +38,9 @@ def _months_between(earlier: pl.Expr, as_of: pl.Expr) -> pl.Expr:
 
 def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     as_of = pl.lit(point.as_of)
-    m0 = point.as_of.year * 12 + point.as_of.month - 1
+    # Windows count back from the last complete month (age 0): a month is reported after
+    # it ends, so the as-of month itself is rarely on file yet (age -1 when it is).
+    m0 = point.as_of.year * 12 + point.as_of.month - 2
     account = [KEY, "source", "account_id"]
     rows = src.repayments.lazy().with_columns((m0 - _month_index(pl.col("period"))).alias("age"))
 
@@ -53,10 +55,13 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
                 .sum()
                 .alias(f"rep_months_{days}plus_{months}m")
             )
-    due_6m = pl.col("amount_due").filter(pl.col("age") < 6).sum()
-    paid_6m = pl.col("amount_paid").filter(pl.col("age") < 6).sum()
+    due_6m = pl.col("amount_due_cents").filter(pl.col("age") < 6).sum()
+    paid_6m = pl.col("amount_paid_cents").filter(pl.col("age") < 6).sum()
     windows += [
-        pl.col("age").filter(pl.col("overdue_days") > 0).min().cast(pl.Float64)
+        pl.col("age")
+        .filter(pl.col("overdue_days") > 0)
+        .min()
+        .cast(pl.Float64)
         .alias("rep_months_since_delinquency"),
         pl.when(due_6m > 0).then(paid_6m / due_6m).alias("rep_payment_ratio_6m"),
         pl.len().alias("rep_months_reported"),
@@ -65,22 +70,22 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
 
     # Each account's latest reported month; "current" if reported in the last 3 months.
     latest = rows.filter(pl.col("age") == pl.col("age").min().over(account))
-    limits = src.accounts.lazy().select("source", "account_id", "product", "credit_limit")
+    limits = src.accounts.lazy().select("source", "account_id", "product", "credit_limit_cents")
     latest = latest.join(limits, on=["source", "account_id"], how="left")
     current = latest.filter((pl.col("age") <= 2) & (pl.col("status") != "closed"))
     revolving = pl.col("product").is_in(REVOLVING_PRODUCTS)
+    revolving_limit = pl.col("credit_limit_cents").filter(revolving).sum()
+    _utilisation = pl.when(revolving_limit > 0).then(
+        pl.col("balance_cents").filter(revolving).sum() / revolving_limit
+    )
     current_agg = current.group_by(KEY).agg(
         pl.col("overdue_days").max().cast(pl.Float64).alias("rep_current_overdue_days"),
-        pl.col("overdue_amount").sum().alias("rep_current_overdue_amount"),
-        pl.col("balance").sum().alias("rep_total_balance"),
-        (pl.col("balance").filter(revolving).sum()
-         / pl.col("credit_limit").filter(revolving).sum()).alias("_util_now"),
+        (pl.col("overdue_amount_cents").sum() / 100).alias("rep_current_overdue_amount"),
+        (pl.col("balance_cents").sum() / 100).alias("rep_total_balance"),
+        _utilisation.alias("_util_now"),
     )
     six_ago = rows.filter(pl.col("age") == 6).join(limits, on=["source", "account_id"])
-    util_then = six_ago.group_by(KEY).agg(
-        (pl.col("balance").filter(revolving).sum()
-         / pl.col("credit_limit").filter(revolving).sum()).alias("_util_then")
-    )
+    util_then = six_ago.group_by(KEY).agg(_utilisation.alias("_util_then"))
     written_off = latest.group_by(KEY).agg(
         (pl.col("status") == "written_off").sum().alias("rep_written_off_accounts")
     )
@@ -90,11 +95,10 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     open_count = is_open.sum()
     account_agg = accounts.group_by(KEY).agg(
         open_count.alias("rep_open_accounts"),
-        pl.col("credit_limit").filter(is_open).sum().alias("rep_total_limit"),
+        (pl.col("credit_limit_cents").filter(is_open).sum() / 100).alias("rep_total_limit"),
         _months_between(pl.col("opened_on"), as_of).max().alias("rep_oldest_account_months"),
         _months_between(pl.col("opened_on"), as_of).min().alias("rep_newest_account_months"),
-        (_months_between(pl.col("opened_on"), as_of) < 6).sum()
-        .alias("rep_accounts_opened_6m"),
+        (_months_between(pl.col("opened_on"), as_of) < 6).sum().alias("rep_accounts_opened_6m"),
         pl.when(open_count > 0)
         .then((is_open & pl.col("product").is_in(REVOLVING_PRODUCTS)).sum() / open_count)
         .alias("rep_revolving_share"),
@@ -136,10 +140,12 @@ def public_record_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         of_kind = pl.col("kind") == kind
         exprs += [
             (of_kind & pl.col("_in_force")).sum().alias(f"pub_{kind}_active"),
-            pl.col("amount").filter(of_kind & pl.col("_in_force")).sum()
-            .alias(f"pub_{kind}_amount"),
-            _months_between(pl.col("event_date").filter(of_kind).max(), as_of)
-            .alias(f"pub_{kind}_months_since"),
+            (pl.col("amount_cents").filter(of_kind & pl.col("_in_force")).sum() / 100).alias(
+                f"pub_{kind}_amount"
+            ),
+            _months_between(pl.col("event_date").filter(of_kind).max(), as_of).alias(
+                f"pub_{kind}_months_since"
+            ),
         ]
     return records.group_by(KEY).agg(exprs).collect()
 
@@ -163,10 +169,12 @@ def entity_attributes(src: Sources, point: PointInTime, home_province: str) -> p
         KEY,
         _months_between(pl.col("established_on"), as_of).alias("ent_age_months"),
         pl.col("registered_capital").log1p().alias("ent_log_registered_capital"),
-        pl.col("industry").replace_strict(industry_code, return_dtype=pl.Int64)
+        pl.col("industry")
+        .replace_strict(industry_code, return_dtype=pl.Int64)
         .alias("ent_industry"),
         pl.col("status").is_in(ABNORMAL_STATUSES).cast(pl.Int64).alias("ent_status_abnormal"),
-        (pl.col("region_code").str.slice(0, 2) == home_province).cast(pl.Int64)
+        (pl.col("region_code").str.slice(0, 2) == home_province)
+        .cast(pl.Int64)
         .alias("subject_home_province"),
     )
 
@@ -178,7 +186,8 @@ def person_attributes(src: Sources, point: PointInTime, home_province: str) -> p
         ((as_of - pl.col("birth_date")).dt.total_days().cast(pl.Float64) / 365.25)
         .floor()
         .alias("per_age_years"),
-        (pl.col("id_region").str.slice(0, 2) == home_province).cast(pl.Int64)
+        (pl.col("id_region").str.slice(0, 2) == home_province)
+        .cast(pl.Int64)
         .alias("subject_home_province"),
     )
 

@@ -73,8 +73,11 @@ def _own(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
         attributes,
     ):
         own = own.join(part, on=KEY, how="left")
-    zero_fill = [c for c in own.columns if c.startswith(_ZERO_WHEN_ABSENT) and
-                 not c.endswith("_months_since")]
+    zero_fill = [
+        c
+        for c in own.columns
+        if c.startswith(_ZERO_WHEN_ABSENT) and not c.endswith("_months_since")
+    ]
     return own.with_columns(pl.col(zero_fill).fill_null(0))
 
 
@@ -98,11 +101,14 @@ def build(
     related = pl.concat(
         [
             entity_related(
-                wanted.filter(is_entity)[KEY], src.relations, person_distress(persons),
+                wanted.filter(is_entity)[KEY],
+                src.relations,
+                person_distress(persons),
                 entity_distress(companies, src.defaults),
             ),
             person_related(
-                wanted.filter(~is_entity)[KEY], src.relations,
+                wanted.filter(~is_entity)[KEY],
+                src.relations,
                 entity_distress(companies, src.defaults),
             ),
         ],

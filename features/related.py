@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import polars as pl
 
-__all__ = ["MAJOR_SHARE", "entity_distress", "entity_related", "person_distress",
-           "person_related"]
+__all__ = [
+    "MAJOR_SHARE_BP",
+    "entity_distress",
+    "entity_related",
+    "person_distress",
+    "person_related",
+]
 
 KEY = "subject_key"
-MAJOR_SHARE = 0.05
+MAJOR_SHARE_BP = 500  # 5%, in basis points
 
 
 def person_distress(own: pl.DataFrame) -> pl.DataFrame:
@@ -24,7 +29,8 @@ def person_distress(own: pl.DataFrame) -> pl.DataFrame:
         pl.col("rep_current_overdue_days").fill_null(0.0).alias("overdue_days"),
         (pl.col("pub_dishonest_debtor_active").fill_null(0) > 0).cast(pl.Int64).alias("dishonest"),
         pl.col("pub_enforcement_active").fill_null(0).alias("enforcement"),
-        (pl.col("rep_worst_overdue_days_12m").fill_null(0) >= 90).cast(pl.Int64)
+        (pl.col("rep_worst_overdue_days_12m").fill_null(0) >= 90)
+        .cast(pl.Int64)
         .alias("serious_12m"),
     )
 
@@ -36,24 +42,42 @@ def entity_distress(own: pl.DataFrame, defaulted: pl.DataFrame) -> pl.DataFrame:
     ).select(
         pl.col(KEY).alias("uscc"),
         pl.col("rep_current_overdue_days").fill_null(0.0).alias("overdue_days"),
-        ((pl.col("pub_business_abnormal_active").fill_null(0)
-          + pl.col("pub_serious_violation_active").fill_null(0)) > 0)
-        .cast(pl.Int64).alias("abnormal"),
-        ((pl.col("pub_enforcement_active").fill_null(0)
-          + pl.col("pub_dishonest_debtor_active").fill_null(0)) > 0)
-        .cast(pl.Int64).alias("enforced"),
-        (pl.col("pub_administrative_penalty_active").fill_null(0)
-         + pl.col("pub_tax_violation_active").fill_null(0)).alias("penalties"),
+        (
+            (
+                pl.col("pub_business_abnormal_active").fill_null(0)
+                + pl.col("pub_serious_violation_active").fill_null(0)
+            )
+            > 0
+        )
+        .cast(pl.Int64)
+        .alias("abnormal"),
+        (
+            (
+                pl.col("pub_enforcement_active").fill_null(0)
+                + pl.col("pub_dishonest_debtor_active").fill_null(0)
+            )
+            > 0
+        )
+        .cast(pl.Int64)
+        .alias("enforced"),
+        (
+            pl.col("pub_administrative_penalty_active").fill_null(0)
+            + pl.col("pub_tax_violation_active").fill_null(0)
+        ).alias("penalties"),
         pl.col("defaulted").fill_null(0),
     )
 
 
+_major_holder = (pl.col("role") == "shareholder") & (pl.col("share_bp") >= MAJOR_SHARE_BP)
+
+
 def _controllers(relations: pl.DataFrame) -> pl.DataFrame:
     """(uscc, person_key) of legal representatives and major shareholders."""
-    return relations.filter(
-        (pl.col("role") == "legal_representative")
-        | ((pl.col("role") == "shareholder") & (pl.col("share") >= MAJOR_SHARE))
-    ).select("uscc", "person_key").unique()
+    return (
+        relations.filter((pl.col("role") == "legal_representative") | _major_holder)
+        .select("uscc", "person_key")
+        .unique()
+    )
 
 
 def entity_related(
@@ -67,28 +91,40 @@ def entity_related(
     rel = relations.join(persons, on="person_key", how="left").with_columns(
         pl.col("overdue_days", "dishonest", "enforcement", "serious_12m").fill_null(0)
     )
-    legal = rel.filter(pl.col("role") == "legal_representative").group_by("uscc").agg(
-        pl.col("overdue_days").max().alias("rp_legal_rep_overdue_days"),
-        pl.col("dishonest").max().alias("rp_legal_rep_dishonest"),
-        pl.col("enforcement").sum().alias("rp_legal_rep_enforcement"),
+    legal = (
+        rel.filter(pl.col("role") == "legal_representative")
+        .group_by("uscc")
+        .agg(
+            pl.col("overdue_days").max().alias("rp_legal_rep_overdue_days"),
+            pl.col("dishonest").max().alias("rp_legal_rep_dishonest"),
+            pl.col("enforcement").sum().alias("rp_legal_rep_enforcement"),
+        )
     )
-    holders = rel.filter((pl.col("role") == "shareholder") & (pl.col("share") >= MAJOR_SHARE))
+    holders = rel.filter(_major_holder)
+    # Shares are integer basis points: exact, order-independent sums.
+    bp = pl.col("share_bp")
     shares = holders.group_by("uscc").agg(
-        (pl.col("share") * pl.col("overdue_days")).sum().alias("rp_shareholder_overdue_days"),
-        (pl.col("share") * pl.col("dishonest")).sum().alias("rp_shareholder_dishonest"),
-        (pl.col("share") * (pl.col("enforcement") > 0)).sum()
-        .alias("rp_shareholder_enforcement"),
+        ((bp * pl.col("overdue_days").cast(pl.Int64)).sum() / 10_000).alias(
+            "rp_shareholder_overdue_days"
+        ),
+        ((bp * pl.col("dishonest")).sum() / 10_000).alias("rp_shareholder_dishonest"),
+        ((bp * (pl.col("enforcement") > 0).cast(pl.Int64)).sum() / 10_000).alias(
+            "rp_shareholder_enforcement"
+        ),
     )
-    executives = rel.filter(pl.col("role") == "executive").group_by("uscc").agg(
-        pl.col("dishonest").sum().alias("rp_executive_dishonest"),
-        (pl.col("overdue_days") >= 30).sum().alias("rp_executive_delinquent"),
+    executives = (
+        rel.filter(pl.col("role") == "executive")
+        .group_by("uscc")
+        .agg(
+            pl.col("dishonest").sum().alias("rp_executive_dishonest"),
+            (pl.col("overdue_days") >= 30).sum().alias("rp_executive_delinquent"),
+        )
     )
-    people = rel.filter(
-        pl.col("role").is_in(["legal_representative", "executive"])
-        | ((pl.col("role") == "shareholder") & (pl.col("share") >= MAJOR_SHARE))
-    )
+    people = rel.filter(pl.col("role").is_in(["legal_representative", "executive"]) | _major_holder)
     serious = people.group_by("uscc").agg(
-        pl.col("person_key").filter(pl.col("serious_12m") > 0).n_unique()
+        pl.col("person_key")
+        .filter(pl.col("serious_12m") > 0)
+        .n_unique()
         .alias("rp_related_people_delinquent_12m")
     )
     controllers = _controllers(relations)

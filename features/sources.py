@@ -71,7 +71,7 @@ QUALIFY row_number() OVER (PARTITION BY person_key ORDER BY reported_at DESC) = 
 """
 
 _RELATIONS = """
-SELECT uscc, person_key, role, CAST(share AS DOUBLE) AS share FROM (
+SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp FROM (
     SELECT uscc, person_key, role, share, valid_from, valid_to
     FROM relation
     WHERE reported_at < $cutoff AND valid_from <= $as_of
@@ -85,13 +85,16 @@ WHERE valid_to IS NULL OR valid_to >= $as_of
 
 _ACCOUNTS = """
 SELECT source, account_id, subject_type, subject_key, product, opened_on, closed_on,
-       CAST(credit_limit AS DOUBLE) AS credit_limit, guarantee_type
+       CAST(credit_limit * 100 AS BIGINT) AS credit_limit_cents, guarantee_type
 FROM credit_account
 WHERE reported_at < $cutoff AND opened_on <= $as_of
   AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
 QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
 """
 
+# Money crosses as integer cents and shares as basis points, so that sums are exact and
+# do not depend on the order in which threads add them: a replayed decision must
+# recompute the same features bit for bit.
 # Repayment is the bulk: the latest version per account-month by arg_max (a hash
 # aggregate, cheaper than a window sort), over the retention period only.
 _REPAYMENTS = """
@@ -112,17 +115,18 @@ latest AS (
     GROUP BY source, account_id, period
 )
 SELECT a.subject_key, l.source, l.account_id, l.period,
-       CAST(l.v.balance AS DOUBLE) AS balance,
-       CAST(l.v.amount_due AS DOUBLE) AS amount_due,
-       CAST(l.v.amount_paid AS DOUBLE) AS amount_paid,
+       CAST(l.v.balance * 100 AS BIGINT) AS balance_cents,
+       CAST(l.v.amount_due * 100 AS BIGINT) AS amount_due_cents,
+       CAST(l.v.amount_paid * 100 AS BIGINT) AS amount_paid_cents,
        l.v.overdue_days AS overdue_days,
-       CAST(l.v.overdue_amount AS DOUBLE) AS overdue_amount,
+       CAST(l.v.overdue_amount * 100 AS BIGINT) AS overdue_amount_cents,
        l.v.status AS status
 FROM latest l JOIN accounts a USING (source, account_id)
 """
 
 _PUBLIC_RECORDS = """
-SELECT subject_key, kind, event_date, CAST(amount AS DOUBLE) AS amount, status, cleared_on
+SELECT subject_key, kind, event_date, CAST(amount * 100 AS BIGINT) AS amount_cents, status,
+       cleared_on
 FROM public_record
 WHERE reported_at < $cutoff AND event_date <= $as_of
   AND ($all OR subject_key IN (SELECT subject_key FROM _scope))

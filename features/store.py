@@ -1,0 +1,213 @@
+"""The materialised feature store: every subject's row as of a date, in DuckDB and in memory.
+
+``materialise`` runs the pipeline over every subject, writes the rows with the catalog hash
+into DuckDB and keeps them as a float64 matrix plus a key → row index, so an online lookup
+is a dictionary access. ``refresh`` recomputes, with the same pipeline, only the subjects
+whose features can depend on the given subjects' records (they, their related parties and
+their related parties' companies) and swaps the new rows in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from features.catalog import catalog_hash, feature_names
+from features.pipeline import KEY, TYPE, build, neighbourhood, output_schema
+from features.sources import PointInTime
+from records.store import RecordStore, quote_identifier
+
+__all__ = ["FeatureStore", "FeatureVector", "snapshot_table"]
+
+_META_DDL = """
+CREATE TABLE IF NOT EXISTS feature_snapshot (
+    snapshot_table VARCHAR NOT NULL,
+    as_of DATE NOT NULL,
+    catalog_hash VARCHAR NOT NULL,
+    subjects BIGINT NOT NULL,
+    materialised_at TIMESTAMP NOT NULL,
+    refreshed_at TIMESTAMP
+)
+"""
+
+
+def snapshot_table(hash_: str | None = None) -> str:
+    """The wide table of the current catalog: its columns are the catalog's."""
+    return f"feature_rows_{(hash_ or catalog_hash())[:16]}"
+
+
+@dataclass(frozen=True)
+class FeatureVector:
+    subject_type: str
+    subject_key: str
+    as_of: date
+    values: npt.NDArray[np.float64]  # catalog order, NaN = absent
+
+
+class FeatureStore:
+    """Materialised rows of one as-of date, served from memory."""
+
+    def __init__(
+        self, records: RecordStore, *, home_province: str = "33", retention_years: int = 5
+    ) -> None:
+        self.records = records
+        self.home_province = home_province
+        self.retention_years = retention_years
+        self.catalog_hash = catalog_hash()
+        self.names = feature_names()
+        self.as_of: date | None = None
+        self._matrix: npt.NDArray[np.float64] = np.empty((0, len(self.names)))
+        self._types: list[str] = []
+        self._index: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _build(self, as_of: date, subjects: Sequence[str] | None) -> pl.DataFrame:
+        return build(
+            self.records,
+            as_of,
+            subjects,
+            home_province=self.home_province,
+            retention_years=self.retention_years,
+        )
+
+    def materialise(self, as_of: date) -> pl.DataFrame:
+        """Compute every subject's row as of ``as_of``, persist it, and serve it."""
+        rows = self._build(as_of, None)
+        table = snapshot_table(self.catalog_hash)
+        with self.records.transaction():
+            self._ensure_tables()
+            self.records.run(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
+            self._insert(table, as_of, rows)
+            self.records.run(
+                "DELETE FROM feature_snapshot WHERE snapshot_table = ? AND as_of = ?",
+                [table, as_of],
+            )
+            self.records.run(
+                "INSERT INTO feature_snapshot VALUES (?, ?, ?, ?, ?, NULL)",
+                [table, as_of, self.catalog_hash, rows.height, _now()],
+            )
+        self._load(as_of, rows)
+        return rows
+
+    def load(self, as_of: date) -> None:
+        """Serve a snapshot materialised earlier (same catalog hash)."""
+        table = snapshot_table(self.catalog_hash)
+        self._ensure_tables()
+        found = self.records.query(
+            "SELECT count(*) FROM feature_snapshot WHERE snapshot_table = ? AND as_of = ?",
+            [table, as_of],
+        )
+        if not found or found[0][0] == 0:
+            raise LookupError(
+                f"no feature snapshot as of {as_of} for catalog {self.catalog_hash[:16]}; "
+                "run `credit-risk features materialise` first"
+            )
+        columns = ", ".join(quote_identifier(c) for c in output_schema())
+        arrow = self.records.connection.sql(
+            f"SELECT {columns} FROM {table} WHERE as_of = $as_of ORDER BY subject_type, "
+            "subject_key",
+            params={"as_of": as_of},
+        ).to_arrow_table()
+        rows = pl.from_arrow(arrow)
+        assert isinstance(rows, pl.DataFrame)
+        self._load(as_of, rows)
+
+    def refresh(self, subjects: Sequence[str]) -> pl.DataFrame:
+        """Recompute the rows that ``subjects``' records can affect; return them."""
+        if self.as_of is None:
+            raise RuntimeError("nothing materialised yet")
+        point = PointInTime(self.as_of, self.retention_years)
+        affected = neighbourhood(self.records, point, subjects)
+        rows = self._build(self.as_of, affected)
+        table = snapshot_table(self.catalog_hash)
+        keys = rows[KEY].to_list()
+        with self.records.transaction():
+            self.records.connection.register("_refreshed_keys", rows.select(KEY).to_arrow())
+            try:
+                self.records.run(
+                    f"DELETE FROM {table} WHERE as_of = ? AND subject_key IN "
+                    "(SELECT subject_key FROM _refreshed_keys)",
+                    [self.as_of],
+                )
+            finally:
+                self.records.connection.unregister("_refreshed_keys")
+            self._insert(table, self.as_of, rows)
+            self.records.run(
+                "UPDATE feature_snapshot SET refreshed_at = ? WHERE snapshot_table = ? "
+                "AND as_of = ?",
+                [_now(), table, self.as_of],
+            )
+        values = _matrix(rows)
+        types = rows[TYPE].to_list()
+        with self._lock:
+            new_keys = [k for k in keys if k not in self._index]
+            if new_keys:
+                grown = np.full((len(self._types) + len(new_keys), len(self.names)), np.nan)
+                grown[: len(self._types)] = self._matrix
+                for key in new_keys:
+                    self._index[key] = len(self._types)
+                    self._types.append("")
+                self._matrix = grown
+            for position, key in enumerate(keys):
+                row = self._index[key]
+                self._matrix[row] = values[position]
+                self._types[row] = types[position]
+        return rows
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def lookup(self, subject_key: str) -> FeatureVector | None:
+        row = self._index.get(subject_key)
+        if row is None or self.as_of is None:
+            return None
+        return FeatureVector(self._types[row], subject_key, self.as_of, self._matrix[row].copy())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _ensure_tables(self) -> None:
+        self.records.run(_META_DDL)
+        columns = ", ".join(
+            f"{quote_identifier(name)} {'DOUBLE' if dtype == pl.Float64 else 'BIGINT'}"
+            for name, dtype in output_schema().items()
+            if name not in (TYPE, KEY)
+        )
+        self.records.run(
+            f"CREATE TABLE IF NOT EXISTS {snapshot_table(self.catalog_hash)} ("
+            f"as_of DATE NOT NULL, subject_type VARCHAR NOT NULL, subject_key VARCHAR NOT NULL, "
+            f"{columns})"
+        )
+
+    def _insert(self, table: str, as_of: date, rows: pl.DataFrame) -> None:
+        frame = rows.select(pl.lit(as_of).alias("as_of"), pl.all())
+        self.records.connection.register("_feature_rows", frame.to_arrow())
+        try:
+            self.records.run(f"INSERT INTO {table} BY NAME SELECT * FROM _feature_rows")
+        finally:
+            self.records.connection.unregister("_feature_rows")
+
+    def _load(self, as_of: date, rows: pl.DataFrame) -> None:
+        matrix = _matrix(rows)
+        index = {key: i for i, key in enumerate(rows[KEY].to_list())}
+        types = rows[TYPE].to_list()
+        with self._lock:
+            self._matrix, self._index, self._types, self.as_of = matrix, index, types, as_of
+
+
+def _matrix(rows: pl.DataFrame) -> npt.NDArray[np.float64]:
+    names = list(feature_names())
+    return rows.select(pl.col(names).cast(pl.Float64)).to_numpy().astype(np.float64, copy=False)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
