@@ -8,53 +8,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from settings import ConfigFileError, Settings, load_settings
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def common_options(command: F) -> F:
-    """--data-dir and --config, accepted by every subcommand."""
-    command = click.option(
-        "--config",
-        "config_file",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="TOML config file (default: $CREDIT_RISK_CONFIG).",
-    )(command)
-    command = click.option(
-        "--data-dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        help="Directory of all runtime state (default: $CREDIT_RISK_DATA_DIR or ./var).",
-    )(command)
-    return command
-
-
-def _settings(data_dir: Path | None, config_file: Path | None) -> Settings:
-    try:
-        return load_settings(config_file, data_dir=data_dir)
-    except ConfigFileError as err:
-        raise click.UsageError(str(err)) from None
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise click.UsageError(f"invalid settings: {problems}") from None
+from service.cli_common import common_options, settings_from
+from service.features_cli import features
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="credit-risk-service")
 def main() -> None:
     """Credit-information and risk-scoring service."""
+
+
+main.add_command(features)
 
 
 @main.command("store-info")
@@ -64,7 +34,7 @@ def store_info(data_dir: Path | None, config_file: Path | None) -> None:
     from records.runtime import open_store
     from records.tables import TABLE_ORDER
 
-    settings = _settings(data_dir, config_file)
+    settings = settings_from(data_dir, config_file)
     with open_store(settings) as store:
         info = {
             "store": str(settings.store_path),
@@ -99,7 +69,7 @@ def ingest(
 
     if table not in TABLES:
         raise click.BadParameter(f"unknown table {table!r}; one of: {', '.join(TABLES)}")
-    settings = _settings(data_dir, config_file)
+    settings = settings_from(data_dir, config_file)
     total = IngestSummary(table=table)
     failures: list[str] = []
     with open_store(settings) as store:
@@ -182,11 +152,17 @@ def generate(
     """Generate a synthetic province (deterministic per seed) into the store or files."""
     import time
 
-    from records.generator import ProvinceParams, generate_province, inject_faults, write_files
+    from records.generator import (
+        InjectedFault,
+        ProvinceParams,
+        generate_province,
+        inject_faults,
+        write_files,
+    )
     from records.runtime import make_ingestor, open_store
     from records.tables import TABLE_ORDER
 
-    settings = _settings(data_dir, config_file)
+    settings = settings_from(data_dir, config_file)
     params = ProvinceParams(
         entities=entities,
         persons=persons,
@@ -197,7 +173,7 @@ def generate(
     )
     started = time.perf_counter()
     frames = generate_province(params)
-    faults = []
+    faults: list[InjectedFault] = []
     if dirty > 0:
         frames, faults = inject_faults(frames, dirty, seed)
     generated_seconds = time.perf_counter() - started
@@ -208,7 +184,9 @@ def generate(
         "generate_seconds": round(generated_seconds, 2),
     }
     if to_files is not None:
-        paths = write_files(frames, to_files, file_format, faults)
+        paths = write_files(
+            frames, to_files, "parquet" if file_format == "parquet" else "csv", faults
+        )
         report["files"] = [str(p) for p in paths]
     else:
         with open_store(settings) as store:

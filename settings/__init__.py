@@ -62,6 +62,17 @@ class IngestSettings(BaseModel):
     )
 
 
+class FeatureSettings(BaseModel):
+    """Point-in-time features."""
+
+    retention_years: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="negative public records that ended longer ago than this no longer count",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about the service."""
 
@@ -80,6 +91,7 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
 
     @property
     def store_path(self) -> Path:
