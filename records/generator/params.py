@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,7 @@ I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
+Index = npt.NDArray[np.integer[Any]]
 
 DAY_US: Final = 86_400_000_000
 HOUR_US: Final = 3_600_000_000
@@ -154,12 +155,13 @@ def choose_rows(rng: np.random.Generator, probabilities: F64) -> I64:
     """One category per row of an (n, k) matrix of row-normalised probabilities."""
     cumulative = np.cumsum(probabilities, axis=1)
     cumulative /= cumulative[:, -1:]
-    u = rng.random(probabilities.shape[0])
-    return (u[:, None] > cumulative[:, :-1]).sum(axis=1).astype(np.int64)
+    u = rng.random(int(probabilities.shape[0]))
+    out: I64 = (u[:, None] > cumulative[:, :-1]).sum(axis=1).astype(np.int64)
+    return out
 
 
 def round_amount(values: F64) -> F64:
-    rounded: F64 = np.round(np.maximum(values, 0.0), 2)
+    rounded: F64 = np.round(np.maximum(values, 0.0), 2).astype(np.float64)
     return rounded
 
 
@@ -192,16 +194,16 @@ def share_column(name: str, units: I64, valid: Bool | None = None) -> pl.Series:
     return _masked(pl.Series(name, np.round(units / 10_000.0, 4)), valid)
 
 
-def integer_column(name: str, values: I64) -> pl.Series:
+def integer_column(name: str, values: Index) -> pl.Series:
     return pl.Series(name, values.astype(np.int32))
 
 
-def enum_column(name: str, levels: tuple[str, ...] | list[str], codes: I64) -> pl.Series:
+def enum_column(name: str, levels: tuple[str, ...] | list[str], codes: Index) -> pl.Series:
     return pl.Series(name, list(levels), dtype=pl.String).gather(codes).alias(name)
 
 
 def text_column(
-    name: str, values: pl.Series, index: I64 | None = None, valid: Bool | None = None
+    name: str, values: pl.Series, index: Index | None = None, valid: Bool | None = None
 ) -> pl.Series:
     column = values if index is None else values.gather(index)
     return _masked(column.cast(pl.String).alias(name), valid)
