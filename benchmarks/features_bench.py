@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 6, 30))
     parser.add_argument("--refreshes", type=int, default=50)
+    parser.add_argument("--duckdb-memory", default="4GB", help="DuckDB memory limit")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -77,7 +78,7 @@ def main() -> None:
         result["prepare"] = prepare(args.store, args.entities, args.persons, args.seed)
         print(json.dumps(result["prepare"]), flush=True)
 
-    with RecordStore(args.store) as store:
+    with RecordStore(args.store, memory_limit=args.duckdb_memory) as store:
         point = PointInTime(args.as_of)
         started = time.perf_counter()
         sources = load_sources(store, point)

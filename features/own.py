@@ -41,53 +41,70 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     # Windows count back from the last complete month (age 0): a month is reported after
     # it ends, so the as-of month itself is rarely on file yet (age -1 when it is).
     m0 = point.as_of.year * 12 + point.as_of.month - 2
-    account = [KEY, "source", "account_id"]
+    age = pl.col("age")
     rows = src.repayments.lazy().with_columns((m0 - _month_index(pl.col("period"))).alias("age"))
 
-    windows: list[pl.Expr] = [
-        pl.col("overdue_days").filter(pl.col("age") < 12).max().alias("rep_worst_overdue_days_12m"),
-        pl.col("overdue_days").filter(pl.col("age") < 24).max().alias("rep_worst_overdue_days_24m"),
+    # First per account (integer keys, tens of millions of rows), then per subject.
+    per_account: list[pl.Expr] = [
+        pl.col("overdue_days").filter(age < 12).max().alias("worst_12m"),
+        pl.col("overdue_days").filter(age < 24).max().alias("worst_24m"),
+        pl.col("age").filter(pl.col("overdue_days") > 0).min().alias("since"),
+        pl.col("amount_due_cents").filter(age < 6).sum().alias("due_6m"),
+        pl.col("amount_paid_cents").filter(age < 6).sum().alias("paid_6m"),
+        pl.len().alias("months"),
+        age.min().alias("latest_age"),
+        pl.col("overdue_days").get(age.arg_min()).alias("latest_overdue_days"),
+        pl.col("overdue_amount_cents").get(age.arg_min()).alias("latest_overdue_cents"),
+        pl.col("balance_cents").get(age.arg_min()).alias("latest_balance_cents"),
+        pl.col("status").get(age.arg_min()).alias("latest_status"),
+        pl.col("balance_cents").filter(age == 6).first().alias("balance_6_ago_cents"),
     ]
+    counts: list[str] = []
     for days in (30, 60, 90):
         for months in (3, 6, 12, 24):
-            windows.append(
-                ((pl.col("overdue_days") >= days) & (pl.col("age") < months))
-                .sum()
-                .alias(f"rep_months_{days}plus_{months}m")
+            name = f"rep_months_{days}plus_{months}m"
+            per_account.append(
+                ((pl.col("overdue_days") >= days) & (age < months)).sum().alias(name)
             )
-    due_6m = pl.col("amount_due_cents").filter(pl.col("age") < 6).sum()
-    paid_6m = pl.col("amount_paid_cents").filter(pl.col("age") < 6).sum()
-    windows += [
-        pl.col("age")
-        .filter(pl.col("overdue_days") > 0)
-        .min()
-        .cast(pl.Float64)
-        .alias("rep_months_since_delinquency"),
-        pl.when(due_6m > 0).then(paid_6m / due_6m).alias("rep_payment_ratio_6m"),
-        pl.len().alias("rep_months_reported"),
-    ]
-    history = rows.group_by(KEY).agg(windows)
+            counts.append(name)
+    accounts = (
+        src.accounts.lazy()
+        .select("account_no", KEY, "product", "credit_limit_cents")
+        .with_columns(pl.col("account_no").cast(pl.Int64))
+    )
+    by_account = rows.group_by("account_no").agg(per_account).join(accounts, on="account_no")
 
-    # Each account's latest reported month; "current" if reported in the last 3 months.
-    latest = rows.filter(pl.col("age") == pl.col("age").min().over(account))
-    limits = src.accounts.lazy().select("source", "account_id", "product", "credit_limit_cents")
-    latest = latest.join(limits, on=["source", "account_id"], how="left")
-    current = latest.filter((pl.col("age") <= 2) & (pl.col("status") != "closed"))
     revolving = pl.col("product").is_in(REVOLVING_PRODUCTS)
-    revolving_limit = pl.col("credit_limit_cents").filter(revolving).sum()
-    _utilisation = pl.when(revolving_limit > 0).then(
-        pl.col("balance_cents").filter(revolving).sum() / revolving_limit
+    current = (pl.col("latest_age") <= 2) & (pl.col("latest_status") != "closed")
+    now_limit = pl.col("credit_limit_cents").filter(revolving & current).sum()
+    then = revolving & pl.col("balance_6_ago_cents").is_not_null()
+    then_limit = pl.col("credit_limit_cents").filter(then).sum()
+    util_now = pl.when(now_limit > 0).then(
+        pl.col("latest_balance_cents").filter(revolving & current).sum() / now_limit
     )
-    current_agg = current.group_by(KEY).agg(
-        pl.col("overdue_days").max().cast(pl.Float64).alias("rep_current_overdue_days"),
-        (pl.col("overdue_amount_cents").sum() / 100).alias("rep_current_overdue_amount"),
-        (pl.col("balance_cents").sum() / 100).alias("rep_total_balance"),
-        _utilisation.alias("_util_now"),
+    util_then = pl.when(then_limit > 0).then(
+        pl.col("balance_6_ago_cents").filter(then).sum() / then_limit
     )
-    six_ago = rows.filter(pl.col("age") == 6).join(limits, on=["source", "account_id"])
-    util_then = six_ago.group_by(KEY).agg(_utilisation.alias("_util_then"))
-    written_off = latest.group_by(KEY).agg(
-        (pl.col("status") == "written_off").sum().alias("rep_written_off_accounts")
+    due = pl.col("due_6m").sum()
+    history = by_account.group_by(KEY).agg(
+        pl.col("worst_12m").max().cast(pl.Float64).alias("rep_worst_overdue_days_12m"),
+        pl.col("worst_24m").max().cast(pl.Float64).alias("rep_worst_overdue_days_24m"),
+        *[pl.col(name).sum() for name in counts],
+        pl.col("since").min().cast(pl.Float64).alias("rep_months_since_delinquency"),
+        pl.when(due > 0).then(pl.col("paid_6m").sum() / due).alias("rep_payment_ratio_6m"),
+        pl.col("months").sum().alias("rep_months_reported"),
+        pl.col("latest_overdue_days")
+        .filter(current)
+        .max()
+        .cast(pl.Float64)
+        .alias("rep_current_overdue_days"),
+        (pl.col("latest_overdue_cents").filter(current).sum() / 100).alias(
+            "rep_current_overdue_amount"
+        ),
+        (pl.col("latest_balance_cents").filter(current).sum() / 100).alias("rep_total_balance"),
+        util_now.alias("rep_utilisation"),
+        (util_now - util_then).alias("rep_utilisation_trend_6m"),
+        (pl.col("latest_status") == "written_off").sum().alias("rep_written_off_accounts"),
     )
 
     accounts = src.accounts.lazy()
@@ -106,22 +123,13 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         .then((is_open & pl.col("guarantee_type").is_in(SECURED)).sum() / open_count)
         .alias("rep_secured_share"),
     )
-    result = (
-        account_agg.join(history, on=KEY, how="left")
-        .join(current_agg, on=KEY, how="left")
-        .join(util_then, on=KEY, how="left")
-        .join(written_off, on=KEY, how="left")
-        .with_columns(
-            pl.col("_util_now").alias("rep_utilisation"),
-            (pl.col("_util_now") - pl.col("_util_then")).alias("rep_utilisation_trend_6m"),
-            # An account holder with nothing reported recently is not overdue now.
-            pl.col("rep_current_overdue_days").fill_null(0.0),
-            pl.col("rep_current_overdue_amount").fill_null(0.0),
-            pl.col("rep_total_balance").fill_null(0.0),
-            pl.col("rep_months_reported").fill_null(0),
-            pl.col("rep_written_off_accounts").fill_null(0),
-        )
-        .drop("_util_now", "_util_then")
+    result = account_agg.join(history, on=KEY, how="left").with_columns(
+        # An account holder with nothing reported recently is not overdue now.
+        pl.col("rep_current_overdue_days").fill_null(0.0),
+        pl.col("rep_current_overdue_amount").fill_null(0.0),
+        pl.col("rep_total_balance").fill_null(0.0),
+        pl.col("rep_months_reported").fill_null(0),
+        pl.col("rep_written_off_accounts").fill_null(0),
     )
     return result.collect()
 

@@ -25,7 +25,16 @@ from features.related import entity_distress, entity_related, person_distress, p
 from features.sources import PointInTime, Sources, load_relations, load_sources
 from records.store import RecordStore
 
-__all__ = ["KEY", "build", "neighbourhood", "output_schema"]
+__all__ = [
+    "KEY",
+    "TYPE",
+    "build",
+    "catalog_rows",
+    "neighbourhood",
+    "output_schema",
+    "own_features",
+    "related_features",
+]
 
 KEY = "subject_key"
 TYPE = "subject_type"
@@ -81,6 +90,48 @@ def _own(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
     return own.with_columns(pl.col(zero_fill).fill_null(0))
 
 
+def own_features(
+    store: RecordStore, point: PointInTime, subjects: Sequence[str] | None, home_province: str
+) -> pl.DataFrame:
+    """Own features (no related-party ones) of ``subjects`` (all when None)."""
+    return _own(load_sources(store, point, subjects), point, home_province)
+
+
+def related_features(
+    wanted: pl.DataFrame, relations: pl.DataFrame, own: pl.DataFrame, defaults: pl.DataFrame
+) -> pl.DataFrame:
+    """Related-party features of the ``wanted`` subjects (TYPE, KEY), given the valid
+    relations around them and the own features of their related parties."""
+    is_entity = pl.col(TYPE) == SubjectKind.ENTITY.value
+    companies = entity_distress(own.filter(is_entity), defaults)
+    return pl.concat(
+        [
+            entity_related(
+                wanted.filter(is_entity)[KEY],
+                relations,
+                person_distress(own.filter(~is_entity)),
+                companies,
+            ),
+            person_related(wanted.filter(~is_entity)[KEY], relations, companies),
+        ],
+        how="diagonal",
+    )
+
+
+def catalog_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    """TYPE, KEY and the catalog's columns in order and dtype; features that do not apply
+    to a subject's kind are null."""
+    schema = output_schema()
+    columns: list[pl.Expr] = [pl.col(TYPE), pl.col(KEY)]
+    for spec in CATALOG:
+        value = pl.col(spec.name) if spec.name in rows.columns else pl.lit(None)
+        applies = pl.col(TYPE).is_in([kind.value for kind in spec.kinds])
+        columns.append(pl.when(applies).then(value).cast(schema[spec.name]).alias(spec.name))
+    out = rows.select(columns).sort(TYPE, KEY)
+    assert tuple(out.columns[2:]) == feature_names()
+    return out
+
+
 def build(
     store: RecordStore,
     as_of: date,
@@ -94,33 +145,6 @@ def build(
     scope = None if subjects is None else neighbourhood(store, point, subjects)
     src = load_sources(store, point, scope)
     own = _own(src, point, home_province)
-    is_entity = pl.col(TYPE) == SubjectKind.ENTITY.value
-    persons = own.filter(~is_entity)
-    companies = own.filter(is_entity)
     wanted = own if subjects is None else own.filter(pl.col(KEY).is_in(list(subjects)))
-    related = pl.concat(
-        [
-            entity_related(
-                wanted.filter(is_entity)[KEY],
-                src.relations,
-                person_distress(persons),
-                entity_distress(companies, src.defaults),
-            ),
-            person_related(
-                wanted.filter(~is_entity)[KEY],
-                src.relations,
-                entity_distress(companies, src.defaults),
-            ),
-        ],
-        how="diagonal",
-    )
-    rows = wanted.join(related, on=KEY, how="left")
-    schema = output_schema()
-    columns: list[pl.Expr] = [pl.col(TYPE), pl.col(KEY)]
-    for spec in CATALOG:
-        value = pl.col(spec.name) if spec.name in rows.columns else pl.lit(None)
-        applies = pl.col(TYPE).is_in([kind.value for kind in spec.kinds])
-        columns.append(pl.when(applies).then(value).cast(schema[spec.name]).alias(spec.name))
-    out = rows.select(columns).sort(TYPE, KEY)
-    assert tuple(out.columns[2:]) == feature_names()
-    return out
+    related = related_features(wanted.select(TYPE, KEY), src.relations, own, src.defaults)
+    return catalog_rows(wanted.join(related, on=KEY, how="left"))

@@ -16,7 +16,13 @@ import polars as pl
 
 from records.store import RecordStore
 
-__all__ = ["PointInTime", "Sources", "load_relations", "load_sources"]
+__all__ = [
+    "PointInTime",
+    "Sources",
+    "load_defaults",
+    "load_relations",
+    "load_sources",
+]
 
 
 @dataclass(frozen=True)
@@ -70,17 +76,23 @@ WHERE reported_at < $cutoff
 QUALIFY row_number() OVER (PARTITION BY person_key ORDER BY reported_at DESC) = 1
 """
 
+# Two branches instead of one OR over two columns, so that each can use its index.
 _RELATIONS = """
 SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp FROM (
-    SELECT uscc, person_key, role, share, valid_from, valid_to
+    SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
     FROM relation
     WHERE reported_at < $cutoff AND valid_from <= $as_of
-      AND ($all OR uscc IN (SELECT subject_key FROM _scope)
-                OR person_key IN (SELECT subject_key FROM _scope))
-    QUALIFY row_number() OVER (
-        PARTITION BY uscc, person_key, role, valid_from ORDER BY reported_at DESC) = 1
+      AND ($all OR uscc IN (SELECT subject_key FROM _scope))
+    UNION ALL
+    SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
+    FROM relation
+    WHERE reported_at < $cutoff AND valid_from <= $as_of AND NOT $all
+      AND person_key IN (SELECT subject_key FROM _scope)
+      AND uscc NOT IN (SELECT subject_key FROM _scope)
 )
-WHERE valid_to IS NULL OR valid_to >= $as_of
+QUALIFY row_number() OVER (
+    PARTITION BY uscc, person_key, role, valid_from ORDER BY reported_at DESC) = 1
+    AND (valid_to IS NULL OR valid_to >= $as_of)
 """
 
 _ACCOUNTS = """
@@ -90,38 +102,34 @@ FROM credit_account
 WHERE reported_at < $cutoff AND opened_on <= $as_of
   AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
 QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
+ORDER BY source, account_id
 """
 
 # Money crosses as integer cents and shares as basis points, so that sums are exact and
 # do not depend on the order in which threads add them: a replayed decision must
 # recompute the same features bit for bit.
 # Repayment is the bulk: the latest version per account-month by arg_max (a hash
-# aggregate, cheaper than a window sort), over the retention period only.
+# aggregate, cheaper than a window sort), over the retention period only, keyed by the
+# integer account number of the accounts read just before (``_accounts_read``), so that
+# no strings cross for the tens of millions of rows.
 _REPAYMENTS = """
-WITH accounts AS (
-    SELECT source, account_id, subject_key
-    FROM credit_account
-    WHERE reported_at < $cutoff AND opened_on <= $as_of
-      AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
-    QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
-),
-latest AS (
-    SELECT source, account_id, period,
-           arg_max(struct_pack(balance, amount_due, amount_paid, overdue_days,
-                               overdue_amount, status), reported_at) AS v
-    FROM repayment
-    WHERE reported_at < $cutoff AND period <= $as_of AND period >= $retention_start
-      AND ($all OR (source, account_id) IN (SELECT (source, account_id) FROM accounts))
-    GROUP BY source, account_id, period
-)
-SELECT a.subject_key, l.source, l.account_id, l.period,
+SELECT a.account_no, l.period,
        CAST(l.v.balance * 100 AS BIGINT) AS balance_cents,
        CAST(l.v.amount_due * 100 AS BIGINT) AS amount_due_cents,
        CAST(l.v.amount_paid * 100 AS BIGINT) AS amount_paid_cents,
        l.v.overdue_days AS overdue_days,
        CAST(l.v.overdue_amount * 100 AS BIGINT) AS overdue_amount_cents,
        l.v.status AS status
-FROM latest l JOIN accounts a USING (source, account_id)
+FROM (
+    SELECT source, account_id, period,
+           arg_max(struct_pack(balance, amount_due, amount_paid, overdue_days,
+                               overdue_amount, status), reported_at) AS v
+    FROM repayment
+    WHERE reported_at < $cutoff AND period <= $as_of AND period >= $retention_start
+      AND ($all OR account_id IN (SELECT account_id FROM _accounts_read))
+    GROUP BY source, account_id, period
+) l
+JOIN _accounts_read a USING (source, account_id)
 """
 
 _PUBLIC_RECORDS = """
@@ -161,6 +169,17 @@ def _frame(store: RecordStore, sql: str, params: dict[str, object]) -> pl.DataFr
     return frame
 
 
+def _repayments(
+    store: RecordStore, accounts: pl.DataFrame, params: dict[str, object]
+) -> pl.DataFrame:
+    keys = accounts.select(pl.col("account_no").cast(pl.Int64), "source", "account_id")
+    store.connection.register("_accounts_read", keys.to_arrow())
+    try:
+        return _frame(store, _REPAYMENTS, params)
+    finally:
+        store.connection.unregister("_accounts_read")
+
+
 def _set_scope(store: RecordStore, subjects: Sequence[str] | None) -> None:
     store.run(_SCOPE_DDL)
     if subjects is None:
@@ -192,6 +211,15 @@ def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[st
         store.run("DROP TABLE IF EXISTS _scope")
 
 
+def load_defaults(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
+    """Defaults within the retention period of ``subjects``, as of ``point``."""
+    _set_scope(store, subjects)
+    try:
+        return _frame(store, _DEFAULTS, _params(point, subjects))
+    finally:
+        store.run("DROP TABLE IF EXISTS _scope")
+
+
 def load_sources(
     store: RecordStore, point: PointInTime, subjects: Sequence[str] | None = None
 ) -> Sources:
@@ -199,12 +227,13 @@ def load_sources(
     _set_scope(store, subjects)
     params = _params(point, subjects)
     try:
+        accounts = _frame(store, _ACCOUNTS, params).with_row_index("account_no")
         return Sources(
             entities=_frame(store, _ENTITIES, params),
             persons=_frame(store, _PERSONS, params),
             relations=_frame(store, _RELATIONS, params),
-            accounts=_frame(store, _ACCOUNTS, params),
-            repayments=_frame(store, _REPAYMENTS, params),
+            accounts=accounts,
+            repayments=_repayments(store, accounts, params),
             public_records=_frame(store, _PUBLIC_RECORDS, params),
             inquiries=_frame(store, _INQUIRIES, params),
             defaults=_frame(store, _DEFAULTS, params),

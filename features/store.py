@@ -18,9 +18,18 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from features.catalog import catalog_hash, feature_names
-from features.pipeline import KEY, TYPE, build, neighbourhood, output_schema
-from features.sources import PointInTime
+from features.catalog import CATALOG, catalog_hash, feature_names
+from features.pipeline import (
+    KEY,
+    TYPE,
+    build,
+    catalog_rows,
+    neighbourhood,
+    output_schema,
+    own_features,
+    related_features,
+)
+from features.sources import PointInTime, load_defaults, load_relations
 from records.store import RecordStore, quote_identifier
 
 __all__ = ["FeatureStore", "FeatureVector", "snapshot_table"]
@@ -121,14 +130,56 @@ class FeatureStore:
         self._load(as_of, rows)
 
     def refresh(self, subjects: Sequence[str]) -> pl.DataFrame:
-        """Recompute the rows that ``subjects``' records can affect; return them."""
+        """Recompute the rows that ``subjects``' records can affect, swap them in and
+        return them. Own features are recomputed for the touched subjects only; the
+        related-party features of everyone around them are recomputed from the relations
+        and from the materialised own features of their related parties, by the same
+        functions a full build uses (a test checks the result equals a full rebuild)."""
         if self.as_of is None:
             raise RuntimeError("nothing materialised yet")
         point = PointInTime(self.as_of, self.retention_years)
-        affected = neighbourhood(self.records, point, subjects)
-        rows = self._build(self.as_of, affected)
+        touched = set(subjects)
+        affected = neighbourhood(self.records, point, sorted(touched))
+        ring = neighbourhood(self.records, point, affected)
+        relations = load_relations(self.records, point, ring)
+        defaults = load_defaults(self.records, point, ring)
+        with self._lock:
+            known = {key for key in ring if key in self._index}
+        recompute = sorted(touched | (set(ring) - known))
+        fresh = own_features(self.records, point, recompute, self.home_province)
+        stored = self._own_rows(sorted(known - set(recompute)))
+        own = pl.concat([fresh, stored], how="diagonal_relaxed")
+        around = own.filter(pl.col(KEY).is_in(affected))
+        related = related_features(around.select(TYPE, KEY), relations, own, defaults)
+        rows = catalog_rows(around.join(related, on=KEY, how="left"))
+        self._persist(rows)
+        self._swap(rows)
+        return rows
+
+    def _own_rows(self, keys: Sequence[str]) -> pl.DataFrame:
+        """Materialised own (not related-party) features of ``keys``, as the pipeline
+        would produce them: NaN back to null, integer features back to integers."""
+        own_names = [spec.name for spec in CATALOG if spec.group != "related_party"]
+        positions = [self.names.index(name) for name in own_names]
+        with self._lock:
+            rows = [self._index[key] for key in keys]
+            values = (
+                self._matrix[np.ix_(rows, positions)] if rows else np.empty((0, len(positions)))
+            )
+            types = [self._types[row] for row in rows]
+        schema = output_schema()
+        frame = pl.DataFrame(
+            {TYPE: types, KEY: list(keys)}, schema={TYPE: pl.String, KEY: pl.String}
+        )
+        columns = pl.DataFrame(values, schema=own_names, orient="row").with_columns(
+            pl.all().fill_nan(None)
+        )
+        return pl.concat([frame, columns], how="horizontal").with_columns(
+            [pl.col(name).cast(schema[name]) for name in own_names]
+        )
+
+    def _persist(self, rows: pl.DataFrame) -> None:
         table = snapshot_table(self.catalog_hash)
-        keys = rows[KEY].to_list()
         with self.records.transaction():
             self.records.connection.register("_refreshed_keys", rows.select(KEY).to_arrow())
             try:
@@ -139,12 +190,15 @@ class FeatureStore:
                 )
             finally:
                 self.records.connection.unregister("_refreshed_keys")
-            self._insert(table, self.as_of, rows)
+            self._insert(table, self.as_of, rows)  # type: ignore[arg-type]
             self.records.run(
                 "UPDATE feature_snapshot SET refreshed_at = ? WHERE snapshot_table = ? "
                 "AND as_of = ?",
                 [_now(), table, self.as_of],
             )
+
+    def _swap(self, rows: pl.DataFrame) -> None:
+        keys = rows[KEY].to_list()
         values = _matrix(rows)
         types = rows[TYPE].to_list()
         with self._lock:
@@ -160,7 +214,6 @@ class FeatureStore:
                 row = self._index[key]
                 self._matrix[row] = values[position]
                 self._types[row] = types[position]
-        return rows
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -186,6 +239,11 @@ class FeatureStore:
             f"CREATE TABLE IF NOT EXISTS {snapshot_table(self.catalog_hash)} ("
             f"as_of DATE NOT NULL, subject_type VARCHAR NOT NULL, subject_key VARCHAR NOT NULL, "
             f"{columns})"
+        )
+        # refresh() replaces a few rows among millions: find them by key, not by scan.
+        self.records.run(
+            f"CREATE INDEX IF NOT EXISTS {snapshot_table(self.catalog_hash)}_key "
+            f"ON {snapshot_table(self.catalog_hash)} (subject_key)"
         )
 
     def _insert(self, table: str, as_of: date, rows: pl.DataFrame) -> None:

@@ -37,7 +37,11 @@ class StoreSettings(BaseModel):
         default=None, description="DuckDB file; default <data_dir>/store.duckdb"
     )
     threads: int | None = Field(default=None, ge=1, description="DuckDB worker threads")
-    memory_limit: str | None = Field(default=None, description="DuckDB memory limit, e.g. '8GB'")
+    memory_limit: str | None = Field(
+        default="4GB",
+        description="DuckDB memory limit (it spills to disk beyond it); leaves room for the "
+        "feature matrix and models in the same process",
+    )
 
 
 class PrivacySettings(BaseModel):

@@ -52,3 +52,22 @@ def test_transaction_rolls_back_on_error(store: RecordStore) -> None:
         )
         raise RuntimeError("boom")
     assert store.count("ingestion") == 0
+
+
+def test_a_version_1_store_gains_the_indexes_of_version_2(tmp_path: Path) -> None:
+    from records.migrations import MIGRATIONS
+
+    path = tmp_path / "v1.duckdb"
+    connection = duckdb.connect(str(path))
+    connection.execute(
+        "CREATE TABLE schema_migration (version INTEGER PRIMARY KEY, "
+        "description VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    ).fetchall()
+    for statement in MIGRATIONS[0].statements:
+        connection.execute(statement).fetchall()
+    connection.execute("INSERT INTO schema_migration VALUES (1, 'v1', now())").fetchall()
+    connection.close()
+    with RecordStore(path) as store:
+        assert store.schema_version() == latest_version() >= 2
+        indexes = {r[0] for r in store.query("SELECT index_name FROM duckdb_indexes()")}
+        assert {"credit_account_subject", "repayment_account", "relation_person"} <= indexes
