@@ -14,6 +14,8 @@ from features.sources import PointInTime, Sources
 from records.tables import INDUSTRIES, PUBLIC_RECORD_KINDS
 
 __all__ = [
+    "SCALED_FEATURES",
+    "apply_scales",
     "entity_attributes",
     "inquiry_features",
     "person_attributes",
@@ -32,8 +34,11 @@ def _month_index(col: pl.Expr) -> pl.Expr:
     return col.dt.year().cast(pl.Int32) * 12 + col.dt.month().cast(pl.Int32) - 1
 
 
-def _months_between(earlier: pl.Expr, as_of: pl.Expr) -> pl.Expr:
-    return (as_of - earlier).dt.total_days().cast(pl.Float64) / DAYS_PER_MONTH
+def _days_between(earlier: pl.Expr, as_of: pl.Expr) -> pl.Expr:
+    # Whole days; the pipeline turns them into months at the very end (SCALED_FEATURES),
+    # because polars may divide by a constant through its reciprocal in some kernels and
+    # not others, which would make a refreshed row differ from a rebuilt one in the last bit.
+    return (as_of - earlier).dt.total_days()
 
 
 def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
@@ -98,10 +103,8 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         .max()
         .cast(pl.Float64)
         .alias("rep_current_overdue_days"),
-        (pl.col("latest_overdue_cents").filter(current).sum() / 100).alias(
-            "rep_current_overdue_amount"
-        ),
-        (pl.col("latest_balance_cents").filter(current).sum() / 100).alias("rep_total_balance"),
+        (pl.col("latest_overdue_cents").filter(current).sum()).alias("rep_current_overdue_amount"),
+        (pl.col("latest_balance_cents").filter(current).sum()).alias("rep_total_balance"),
         util_now.alias("rep_utilisation"),
         (util_now - util_then).alias("rep_utilisation_trend_6m"),
         (pl.col("latest_status") == "written_off").sum().alias("rep_written_off_accounts"),
@@ -112,10 +115,12 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     open_count = is_open.sum()
     account_agg = accounts.group_by(KEY).agg(
         open_count.alias("rep_open_accounts"),
-        (pl.col("credit_limit_cents").filter(is_open).sum() / 100).alias("rep_total_limit"),
-        _months_between(pl.col("opened_on"), as_of).max().alias("rep_oldest_account_months"),
-        _months_between(pl.col("opened_on"), as_of).min().alias("rep_newest_account_months"),
-        (_months_between(pl.col("opened_on"), as_of) < 6).sum().alias("rep_accounts_opened_6m"),
+        (pl.col("credit_limit_cents").filter(is_open).sum()).alias("rep_total_limit"),
+        _days_between(pl.col("opened_on"), as_of).max().alias("rep_oldest_account_months"),
+        _days_between(pl.col("opened_on"), as_of).min().alias("rep_newest_account_months"),
+        (_days_between(pl.col("opened_on"), as_of) < 6 * DAYS_PER_MONTH)
+        .sum()
+        .alias("rep_accounts_opened_6m"),
         pl.when(open_count > 0)
         .then((is_open & pl.col("product").is_in(REVOLVING_PRODUCTS)).sum() / open_count)
         .alias("rep_revolving_share"),
@@ -148,10 +153,10 @@ def public_record_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         of_kind = pl.col("kind") == kind
         exprs += [
             (of_kind & pl.col("_in_force")).sum().alias(f"pub_{kind}_active"),
-            (pl.col("amount_cents").filter(of_kind & pl.col("_in_force")).sum() / 100).alias(
+            (pl.col("amount_cents").filter(of_kind & pl.col("_in_force")).sum()).alias(
                 f"pub_{kind}_amount"
             ),
-            _months_between(pl.col("event_date").filter(of_kind).max(), as_of).alias(
+            _days_between(pl.col("event_date").filter(of_kind).max(), as_of).alias(
                 f"pub_{kind}_months_since"
             ),
         ]
@@ -175,7 +180,7 @@ def entity_attributes(src: Sources, point: PointInTime, home_province: str) -> p
     industry_code = {letter: index for index, letter in enumerate(INDUSTRIES)}
     return src.entities.select(
         KEY,
-        _months_between(pl.col("established_on"), as_of).alias("ent_age_months"),
+        _days_between(pl.col("established_on"), as_of).alias("ent_age_months"),
         pl.col("registered_capital").log1p().alias("ent_log_registered_capital"),
         pl.col("industry")
         .replace_strict(industry_code, return_dtype=pl.Int64)
@@ -188,16 +193,45 @@ def entity_attributes(src: Sources, point: PointInTime, home_province: str) -> p
 
 
 def person_attributes(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
-    as_of = pl.lit(point.as_of)
     return src.persons.select(
         KEY,
-        ((as_of - pl.col("birth_date")).dt.total_days().cast(pl.Float64) / 365.25)
-        .floor()
-        .alias("per_age_years"),
+        _completed_years(pl.col("birth_date"), point).alias("per_age_years"),
         (pl.col("id_region").str.slice(0, 2) == home_province)
         .cast(pl.Int64)
         .alias("subject_home_province"),
     )
 
 
+def _completed_years(birth: pl.Expr, point: PointInTime) -> pl.Expr:
+    """Age in completed years on the as-of date (integer arithmetic, no rounding)."""
+    before_birthday = (birth.dt.month() > point.as_of.month) | (
+        (birth.dt.month() == point.as_of.month) & (birth.dt.day() > point.as_of.day)
+    )
+    return (point.as_of.year - birth.dt.year() - before_birthday.cast(pl.Int32)).cast(pl.Float64)
+
+
+# Features the pipeline produces as exact integers (days, cents, basis points) and divides
+# once, in numpy, when the row is finished: IEEE division, the same bits on every path.
+SCALED_FEATURES: dict[str, float] = {
+    "ent_age_months": DAYS_PER_MONTH,
+    "rep_oldest_account_months": DAYS_PER_MONTH,
+    "rep_newest_account_months": DAYS_PER_MONTH,
+    "rep_current_overdue_amount": 100.0,
+    "rep_total_balance": 100.0,
+    "rep_total_limit": 100.0,
+    "rp_shareholder_overdue_days": 10_000.0,
+    "rp_shareholder_dishonest": 10_000.0,
+    "rp_shareholder_enforcement": 10_000.0,
+    **{f"pub_{kind}_amount": 100.0 for kind in PUBLIC_RECORD_KINDS},
+    **{f"pub_{kind}_months_since": DAYS_PER_MONTH for kind in PUBLIC_RECORD_KINDS},
+}
 assert math.isclose(DAYS_PER_MONTH * 12, 365.25)
+
+
+def apply_scales(frame: pl.DataFrame) -> pl.DataFrame:
+    """Divide the integer-valued SCALED_FEATURES present in ``frame`` into their units."""
+    return frame.with_columns(
+        pl.Series(name, frame[name].cast(pl.Float64).to_numpy() / divisor, nan_to_null=True)
+        for name, divisor in SCALED_FEATURES.items()
+        if name in frame.columns
+    )

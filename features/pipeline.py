@@ -15,6 +15,7 @@ import polars as pl
 
 from features.catalog import CATALOG, FeatureDtype, SubjectKind, feature_names
 from features.own import (
+    apply_scales,
     entity_attributes,
     inquiry_features,
     person_attributes,
@@ -28,6 +29,7 @@ from records.store import RecordStore
 __all__ = [
     "KEY",
     "TYPE",
+    "RelationWalk",
     "build",
     "catalog_rows",
     "neighbourhood",
@@ -48,16 +50,43 @@ def output_schema() -> dict[str, pl.DataType]:
     return schema
 
 
+class RelationWalk:
+    """Valid relations around sets of subjects, each subject's fetched at most once."""
+
+    def __init__(self, store: RecordStore, point: PointInTime) -> None:
+        self.store = store
+        self.point = point
+        self._queried: set[str] = set()
+        self._frames: list[pl.DataFrame] = []
+
+    def around(self, keys: set[str]) -> pl.DataFrame:
+        new = sorted(keys - self._queried)
+        if new:
+            self._frames.append(load_relations(self.store, self.point, new))
+            self._queried.update(new)
+        wanted = list(keys)
+        return self.relations().filter(
+            pl.col("uscc").is_in(wanted) | pl.col("person_key").is_in(wanted)
+        )
+
+    def relations(self) -> pl.DataFrame:
+        if not self._frames:
+            return load_relations(self.store, self.point, [])
+        return pl.concat(self._frames).unique(maintain_order=True)
+
+    def neighbourhood(self, subjects: set[str]) -> set[str]:
+        """``subjects``, their related parties, and the companies those parties relate to:
+        everyone whose own records the related-party features of ``subjects`` read."""
+        first = self.around(subjects)
+        persons = set(first["person_key"].to_list())
+        second = self.around(persons)
+        return subjects | persons | set(first["uscc"].to_list()) | set(second["uscc"].to_list())
+
+
 def neighbourhood(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> list[str]:
     """The subjects whose own records the related-party features of ``subjects`` read:
     their related parties, and the companies those parties control."""
-    keys = set(subjects)
-    first = load_relations(store, point, sorted(keys))
-    persons = set(first["person_key"].to_list())
-    companies = set(first["uscc"].to_list())
-    second = load_relations(store, point, sorted(persons))
-    companies |= set(second["uscc"].to_list())
-    return sorted(keys | persons | companies)
+    return sorted(RelationWalk(store, point).neighbourhood(set(subjects)))
 
 
 def _own(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
@@ -87,7 +116,7 @@ def _own(src: Sources, point: PointInTime, home_province: str) -> pl.DataFrame:
         for c in own.columns
         if c.startswith(_ZERO_WHEN_ABSENT) and not c.endswith("_months_since")
     ]
-    return own.with_columns(pl.col(zero_fill).fill_null(0))
+    return apply_scales(own.with_columns(pl.col(zero_fill).fill_null(0)))
 
 
 def own_features(
@@ -104,7 +133,7 @@ def related_features(
     relations around them and the own features of their related parties."""
     is_entity = pl.col(TYPE) == SubjectKind.ENTITY.value
     companies = entity_distress(own.filter(is_entity), defaults)
-    return pl.concat(
+    related = pl.concat(
         [
             entity_related(
                 wanted.filter(is_entity)[KEY],
@@ -116,6 +145,7 @@ def related_features(
         ],
         how="diagonal",
     )
+    return apply_scales(related)
 
 
 def catalog_rows(rows: pl.DataFrame) -> pl.DataFrame:

@@ -104,11 +104,9 @@ def entity_related(
     # Shares are integer basis points: exact, order-independent sums.
     bp = pl.col("share_bp")
     shares = holders.group_by("uscc").agg(
-        ((bp * pl.col("overdue_days").cast(pl.Int64)).sum() / 10_000).alias(
-            "rp_shareholder_overdue_days"
-        ),
-        ((bp * pl.col("dishonest")).sum() / 10_000).alias("rp_shareholder_dishonest"),
-        ((bp * (pl.col("enforcement") > 0).cast(pl.Int64)).sum() / 10_000).alias(
+        ((bp * pl.col("overdue_days").cast(pl.Int64)).sum()).alias("rp_shareholder_overdue_days"),
+        ((bp * pl.col("dishonest")).sum()).alias("rp_shareholder_dishonest"),
+        ((bp * (pl.col("enforcement") > 0).cast(pl.Int64)).sum()).alias(
             "rp_shareholder_enforcement"
         ),
     )

@@ -3,7 +3,8 @@
 Each query returns, for one as-of date, the latest version of every record reported by
 the end of that day (``reported_at < as_of + 1 day``) whose event dates are not after it.
 The SQL is literal and parameterised; results cross to polars through Arrow. When a set of
-subjects is given, the reads are restricted to them (the ``_scope`` temporary table).
+subjects is given, the reads are restricted to them (a ``$keys`` list parameter; each
+restriction is on one indexed column, so that a scoped read is a few index lookups).
 """
 
 from __future__ import annotations
@@ -54,9 +55,7 @@ class Sources:
     defaults: pl.DataFrame
 
 
-# The scope table holds the subject keys a read is restricted to; when no scope is
-# given it is left empty and ``? IS NULL`` disables the restriction.
-_SCOPE_DDL = "CREATE OR REPLACE TEMP TABLE _scope (subject_key VARCHAR PRIMARY KEY)"
+# ``$all`` is true for a full build; otherwise ``$keys`` lists the subject keys in scope.
 
 _ENTITIES = """
 SELECT uscc AS subject_key, industry, region_code,
@@ -64,7 +63,7 @@ SELECT uscc AS subject_key, industry, region_code,
        established_on, status, status_date
 FROM legal_entity
 WHERE reported_at < $cutoff AND established_on <= $as_of
-  AND ($all OR uscc IN (SELECT subject_key FROM _scope))
+  AND ($all OR uscc IN (SELECT unnest($keys)))
 QUALIFY row_number() OVER (PARTITION BY uscc ORDER BY reported_at DESC) = 1
 """
 
@@ -72,7 +71,7 @@ _PERSONS = """
 SELECT person_key AS subject_key, birth_date, id_region, residence_region
 FROM natural_person
 WHERE reported_at < $cutoff
-  AND ($all OR person_key IN (SELECT subject_key FROM _scope))
+  AND ($all OR person_key IN (SELECT unnest($keys)))
 QUALIFY row_number() OVER (PARTITION BY person_key ORDER BY reported_at DESC) = 1
 """
 
@@ -82,13 +81,13 @@ SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp FROM (
     SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
     FROM relation
     WHERE reported_at < $cutoff AND valid_from <= $as_of
-      AND ($all OR uscc IN (SELECT subject_key FROM _scope))
+      AND ($all OR uscc IN (SELECT unnest($keys)))
     UNION ALL
     SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
     FROM relation
     WHERE reported_at < $cutoff AND valid_from <= $as_of AND NOT $all
-      AND person_key IN (SELECT subject_key FROM _scope)
-      AND uscc NOT IN (SELECT subject_key FROM _scope)
+      AND person_key IN (SELECT unnest($keys))
+      AND uscc NOT IN (SELECT unnest($keys))
 )
 QUALIFY row_number() OVER (
     PARTITION BY uscc, person_key, role, valid_from ORDER BY reported_at DESC) = 1
@@ -100,7 +99,7 @@ SELECT source, account_id, subject_type, subject_key, product, opened_on, closed
        CAST(credit_limit * 100 AS BIGINT) AS credit_limit_cents, guarantee_type
 FROM credit_account
 WHERE reported_at < $cutoff AND opened_on <= $as_of
-  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+  AND ($all OR subject_key IN (SELECT unnest($keys)))
 QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
 ORDER BY source, account_id
 """
@@ -126,7 +125,7 @@ FROM (
                                overdue_amount, status), reported_at) AS v
     FROM repayment
     WHERE reported_at < $cutoff AND period <= $as_of AND period >= $retention_start
-      AND ($all OR account_id IN (SELECT account_id FROM _accounts_read))
+      AND ($all OR account_id IN (SELECT unnest($account_ids)))
     GROUP BY source, account_id, period
 ) l
 JOIN _accounts_read a USING (source, account_id)
@@ -137,7 +136,7 @@ SELECT subject_key, kind, event_date, CAST(amount * 100 AS BIGINT) AS amount_cen
        cleared_on
 FROM public_record
 WHERE reported_at < $cutoff AND event_date <= $as_of
-  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+  AND ($all OR subject_key IN (SELECT unnest($keys)))
 QUALIFY row_number() OVER (PARTITION BY source, record_id ORDER BY reported_at DESC) = 1
 """
 
@@ -146,7 +145,7 @@ SELECT subject_key, source, inquired_at
 FROM credit_inquiry
 WHERE reported_at < $cutoff AND inquired_at < $cutoff
   AND inquired_at >= $inquiry_start
-  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+  AND ($all OR subject_key IN (SELECT unnest($keys)))
 QUALIFY row_number() OVER (PARTITION BY source, inquiry_id ORDER BY reported_at DESC) = 1
 """
 
@@ -155,7 +154,7 @@ SELECT subject_key, min(default_date) AS first_default, max(default_date) AS las
 FROM default_event
 WHERE reported_at < $cutoff AND default_date <= $as_of
   AND default_date >= $retention_start
-  AND ($all OR subject_key IN (SELECT subject_key FROM _scope))
+  AND ($all OR subject_key IN (SELECT unnest($keys)))
 GROUP BY subject_key
 """
 
@@ -173,23 +172,12 @@ def _repayments(
     store: RecordStore, accounts: pl.DataFrame, params: dict[str, object]
 ) -> pl.DataFrame:
     keys = accounts.select(pl.col("account_no").cast(pl.Int64), "source", "account_id")
+    account_ids = [] if params["all"] else accounts["account_id"].unique().to_list()
     store.connection.register("_accounts_read", keys.to_arrow())
     try:
-        return _frame(store, _REPAYMENTS, params)
+        return _frame(store, _REPAYMENTS, params | {"account_ids": account_ids})
     finally:
         store.connection.unregister("_accounts_read")
-
-
-def _set_scope(store: RecordStore, subjects: Sequence[str] | None) -> None:
-    store.run(_SCOPE_DDL)
-    if subjects is None:
-        return
-    scope = pl.DataFrame({"subject_key": sorted(set(subjects))}, schema={"subject_key": pl.String})
-    store.connection.register("_scope_rows", scope.to_arrow())
-    try:
-        store.run("INSERT INTO _scope SELECT subject_key FROM _scope_rows")
-    finally:
-        store.connection.unregister("_scope_rows")
 
 
 def _params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, object]:
@@ -199,44 +187,33 @@ def _params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, obj
         "retention_start": point.retention_start,
         "inquiry_start": datetime.combine(point.as_of - timedelta(days=90), time()),
         "all": subjects is None,
+        "keys": sorted(set(subjects)) if subjects is not None else [],
     }
 
 
 def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
     """Relations valid at ``point`` that involve any of ``subjects`` (USCCs or person keys)."""
-    _set_scope(store, subjects)
-    try:
-        return _frame(store, _RELATIONS, _params(point, subjects))
-    finally:
-        store.run("DROP TABLE IF EXISTS _scope")
+    return _frame(store, _RELATIONS, _params(point, subjects))
 
 
 def load_defaults(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
     """Defaults within the retention period of ``subjects``, as of ``point``."""
-    _set_scope(store, subjects)
-    try:
-        return _frame(store, _DEFAULTS, _params(point, subjects))
-    finally:
-        store.run("DROP TABLE IF EXISTS _scope")
+    return _frame(store, _DEFAULTS, _params(point, subjects))
 
 
 def load_sources(
     store: RecordStore, point: PointInTime, subjects: Sequence[str] | None = None
 ) -> Sources:
     """Every table as of ``point``; restricted to ``subjects`` (keys) when given."""
-    _set_scope(store, subjects)
     params = _params(point, subjects)
-    try:
-        accounts = _frame(store, _ACCOUNTS, params).with_row_index("account_no")
-        return Sources(
-            entities=_frame(store, _ENTITIES, params),
-            persons=_frame(store, _PERSONS, params),
-            relations=_frame(store, _RELATIONS, params),
-            accounts=accounts,
-            repayments=_repayments(store, accounts, params),
-            public_records=_frame(store, _PUBLIC_RECORDS, params),
-            inquiries=_frame(store, _INQUIRIES, params),
-            defaults=_frame(store, _DEFAULTS, params),
-        )
-    finally:
-        store.run("DROP TABLE IF EXISTS _scope")
+    accounts = _frame(store, _ACCOUNTS, params).with_row_index("account_no")
+    return Sources(
+        entities=_frame(store, _ENTITIES, params),
+        persons=_frame(store, _PERSONS, params),
+        relations=_frame(store, _RELATIONS, params),
+        accounts=accounts,
+        repayments=_repayments(store, accounts, params),
+        public_records=_frame(store, _PUBLIC_RECORDS, params),
+        inquiries=_frame(store, _INQUIRIES, params),
+        defaults=_frame(store, _DEFAULTS, params),
+    )

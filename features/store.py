@@ -22,14 +22,14 @@ from features.catalog import CATALOG, catalog_hash, feature_names
 from features.pipeline import (
     KEY,
     TYPE,
+    RelationWalk,
     build,
     catalog_rows,
-    neighbourhood,
     output_schema,
     own_features,
     related_features,
 )
-from features.sources import PointInTime, load_defaults, load_relations
+from features.sources import PointInTime, load_defaults
 from records.store import RecordStore, quote_identifier
 
 __all__ = ["FeatureStore", "FeatureVector", "snapshot_table"]
@@ -139,17 +139,18 @@ class FeatureStore:
             raise RuntimeError("nothing materialised yet")
         point = PointInTime(self.as_of, self.retention_years)
         touched = set(subjects)
-        affected = neighbourhood(self.records, point, sorted(touched))
-        ring = neighbourhood(self.records, point, affected)
-        relations = load_relations(self.records, point, ring)
-        defaults = load_defaults(self.records, point, ring)
+        walk = RelationWalk(self.records, point)
+        affected = walk.neighbourhood(touched)  # whose rows can change
+        ring = walk.neighbourhood(affected)  # whose own features those rows read
+        relations = walk.relations()
+        defaults = load_defaults(self.records, point, sorted(ring))
         with self._lock:
             known = {key for key in ring if key in self._index}
         recompute = sorted(touched | (set(ring) - known))
         fresh = own_features(self.records, point, recompute, self.home_province)
         stored = self._own_rows(sorted(known - set(recompute)))
         own = pl.concat([fresh, stored], how="diagonal_relaxed")
-        around = own.filter(pl.col(KEY).is_in(affected))
+        around = own.filter(pl.col(KEY).is_in(list(affected)))
         related = related_features(around.select(TYPE, KEY), relations, own, defaults)
         rows = catalog_rows(around.join(related, on=KEY, how="left"))
         self._persist(rows)

@@ -560,8 +560,10 @@ def _file_digest(path: Path) -> tuple[str, int]:
 
 
 def _describe(err: BaseException) -> str:
+    """A one-line reason for a failed file, with anything shaped like an identity
+    number masked: library messages can quote the row they choked on."""
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return text[:300]
+    return _mask_text(text[:300])
 
 
 def _utc_now() -> datetime:
