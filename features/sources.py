@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 import polars as pl
 
 from records.store import RecordStore
+from records.tables import TABLES
 
 __all__ = [
     "PointInTime",
@@ -60,24 +61,26 @@ class Sources:
 _ENTITIES = """
 SELECT uscc AS subject_key, industry, region_code,
        CAST(registered_capital AS DOUBLE) AS registered_capital,
-       established_on, status, status_date
+       established_on, status, status_date, reported_at
 FROM legal_entity
 WHERE reported_at < $cutoff AND established_on <= $as_of
   AND ($all OR uscc IN (SELECT unnest($keys)))
-QUALIFY row_number() OVER (PARTITION BY uscc ORDER BY reported_at DESC) = 1
 """
 
 _PERSONS = """
-SELECT person_key AS subject_key, birth_date, id_region, residence_region
+SELECT person_key AS subject_key, birth_date, id_region, residence_region, reported_at
 FROM natural_person
 WHERE reported_at < $cutoff
   AND ($all OR person_key IN (SELECT unnest($keys)))
-QUALIFY row_number() OVER (PARTITION BY person_key ORDER BY reported_at DESC) = 1
 """
 
+# The reads return every version reported by the cut-off; ``_latest`` keeps the newest per
+# natural key (in polars: a window in SQL costs milliseconds per scoped read).
 # Two branches instead of one OR over two columns, so that each can use its index.
 _RELATIONS = """
-SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp FROM (
+SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
+       valid_to, reported_at
+FROM (
     SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
     FROM relation
     WHERE reported_at < $cutoff AND valid_from <= $as_of
@@ -89,19 +92,14 @@ SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp FROM (
       AND person_key IN (SELECT unnest($keys))
       AND uscc NOT IN (SELECT unnest($keys))
 )
-QUALIFY row_number() OVER (
-    PARTITION BY uscc, person_key, role, valid_from ORDER BY reported_at DESC) = 1
-    AND (valid_to IS NULL OR valid_to >= $as_of)
 """
 
 _ACCOUNTS = """
 SELECT source, account_id, subject_type, subject_key, product, opened_on, closed_on,
-       CAST(credit_limit * 100 AS BIGINT) AS credit_limit_cents, guarantee_type
+       CAST(credit_limit * 100 AS BIGINT) AS credit_limit_cents, guarantee_type, reported_at
 FROM credit_account
 WHERE reported_at < $cutoff AND opened_on <= $as_of
   AND ($all OR subject_key IN (SELECT unnest($keys)))
-QUALIFY row_number() OVER (PARTITION BY source, account_id ORDER BY reported_at DESC) = 1
-ORDER BY source, account_id
 """
 
 # Money crosses as integer cents and shares as basis points, so that sums are exact and
@@ -132,21 +130,19 @@ JOIN _accounts_read a USING (source, account_id)
 """
 
 _PUBLIC_RECORDS = """
-SELECT subject_key, kind, event_date, CAST(amount * 100 AS BIGINT) AS amount_cents, status,
-       cleared_on
+SELECT source, record_id, subject_key, kind, event_date,
+       CAST(amount * 100 AS BIGINT) AS amount_cents, status, cleared_on, reported_at
 FROM public_record
 WHERE reported_at < $cutoff AND event_date <= $as_of
   AND ($all OR subject_key IN (SELECT unnest($keys)))
-QUALIFY row_number() OVER (PARTITION BY source, record_id ORDER BY reported_at DESC) = 1
 """
 
 _INQUIRIES = """
-SELECT subject_key, source, inquired_at
+SELECT inquiry_id, subject_key, source, inquired_at, reported_at
 FROM credit_inquiry
 WHERE reported_at < $cutoff AND inquired_at < $cutoff
   AND inquired_at >= $inquiry_start
   AND ($all OR subject_key IN (SELECT unnest($keys)))
-QUALIFY row_number() OVER (PARTITION BY source, inquiry_id ORDER BY reported_at DESC) = 1
 """
 
 _DEFAULTS = """
@@ -191,9 +187,20 @@ def _params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, obj
     }
 
 
+def _latest(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
+    """The newest version (by reported_at) of each record; versions never tie on it."""
+    return frame.sort("reported_at").unique(subset=list(key), keep="last").drop("reported_at")
+
+
+def _relations(frame: pl.DataFrame, point: PointInTime) -> pl.DataFrame:
+    latest = _latest(frame, TABLES["relation"].stored_key)
+    valid = pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.lit(point.as_of))
+    return latest.filter(valid).drop("valid_from", "valid_to")
+
+
 def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
     """Relations valid at ``point`` that involve any of ``subjects`` (USCCs or person keys)."""
-    return _frame(store, _RELATIONS, _params(point, subjects))
+    return _relations(_frame(store, _RELATIONS, _params(point, subjects)), point)
 
 
 def load_defaults(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
@@ -206,14 +213,22 @@ def load_sources(
 ) -> Sources:
     """Every table as of ``point``; restricted to ``subjects`` (keys) when given."""
     params = _params(point, subjects)
-    accounts = _frame(store, _ACCOUNTS, params).with_row_index("account_no")
+    accounts = (
+        _latest(_frame(store, _ACCOUNTS, params), TABLES["credit_account"].stored_key)
+        .sort("source", "account_id")
+        .with_row_index("account_no")
+    )
     return Sources(
-        entities=_frame(store, _ENTITIES, params),
-        persons=_frame(store, _PERSONS, params),
-        relations=_frame(store, _RELATIONS, params),
+        entities=_latest(_frame(store, _ENTITIES, params), ["subject_key"]),
+        persons=_latest(_frame(store, _PERSONS, params), ["subject_key"]),
+        relations=_relations(_frame(store, _RELATIONS, params), point),
         accounts=accounts,
         repayments=_repayments(store, accounts, params),
-        public_records=_frame(store, _PUBLIC_RECORDS, params),
-        inquiries=_frame(store, _INQUIRIES, params),
+        public_records=_latest(
+            _frame(store, _PUBLIC_RECORDS, params), TABLES["public_record"].stored_key
+        ).drop("source", "record_id"),
+        inquiries=_latest(
+            _frame(store, _INQUIRIES, params), TABLES["credit_inquiry"].stored_key
+        ).drop("inquiry_id"),
         defaults=_frame(store, _DEFAULTS, params),
     )

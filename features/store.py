@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -75,6 +76,7 @@ class FeatureStore:
         self._types: list[str] = []
         self._index: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-refresh")
 
     # -- building ---------------------------------------------------------------------------
 
@@ -139,16 +141,27 @@ class FeatureStore:
             raise RuntimeError("nothing materialised yet")
         point = PointInTime(self.as_of, self.retention_years)
         touched = set(subjects)
-        walk = RelationWalk(self.records, point)
-        affected = walk.neighbourhood(touched)  # whose rows can change
-        ring = walk.neighbourhood(affected)  # whose own features those rows read
-        relations = walk.relations()
-        defaults = load_defaults(self.records, point, sorted(ring))
+        # The touched subjects' own features are read on a second cursor while the
+        # relations around them are walked on this one: the two are independent.
+        with self.records.cursor() as cursor:
+            own_touched = self._pool.submit(
+                own_features, cursor, point, sorted(touched), self.home_province
+            )
+            walk = RelationWalk(self.records, point)
+            affected = walk.neighbourhood(touched)  # whose rows can change
+            ring = walk.neighbourhood(affected)  # whose own features those rows read
+            relations = walk.relations()
+            defaults = load_defaults(self.records, point, sorted(ring))
+            fresh = own_touched.result()
         with self._lock:
             known = {key for key in ring if key in self._index}
-        recompute = sorted(touched | (set(ring) - known))
-        fresh = own_features(self.records, point, recompute, self.home_province)
-        stored = self._own_rows(sorted(known - set(recompute)))
+        unknown = sorted(set(ring) - known - touched)  # e.g. reported since materialising
+        if unknown:
+            fresh = pl.concat(
+                [fresh, own_features(self.records, point, unknown, self.home_province)],
+                how="diagonal_relaxed",
+            )
+        stored = self._own_rows(sorted(known - touched))
         own = pl.concat([fresh, stored], how="diagonal_relaxed")
         around = own.filter(pl.col(KEY).is_in(list(affected)))
         related = related_features(around.select(TYPE, KEY), relations, own, defaults)

@@ -55,6 +55,14 @@ class RecordStore:
 
     # -- lifecycle -----------------------------------------------------------------
 
+    def cursor(self) -> RecordStore:
+        """Another handle on the same open database, for use from another thread."""
+        view = object.__new__(RecordStore)
+        view.path = self.path
+        view.read_only = self.read_only
+        view.connection = self.connection.cursor()
+        return view
+
     def close(self) -> None:
         self.connection.close()
 
