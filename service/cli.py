@@ -40,6 +40,12 @@ def store_info(data_dir: Path | None, config_file: Path | None) -> None:
             "store": str(settings.store_path),
             "schema_version": store.schema_version(),
             "rows": {table: store.count(table) for table in (*TABLE_ORDER, "quarantine")},
+            "sample_entities": [
+                row[0]
+                for row in store.query(
+                    "SELECT DISTINCT uscc FROM legal_entity ORDER BY uscc LIMIT 3"
+                )
+            ],
         }
     click.echo(json.dumps(info, indent=2))
 
