@@ -8,12 +8,13 @@ the end of the as-of day, with event dates not after it, are seen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 
 import polars as pl
 
 from features.catalog import CATALOG, FeatureDtype, SubjectKind, feature_names
+from features.graph import Relation, RelationGraph, relation_frame, relation_tuples
 from features.own import (
     apply_scales,
     entity_attributes,
@@ -53,34 +54,39 @@ def output_schema() -> dict[str, pl.DataType]:
 class RelationWalk:
     """Valid relations around sets of subjects, each subject's fetched at most once."""
 
-    def __init__(self, store: RecordStore, point: PointInTime) -> None:
-        self.store = store
-        self.point = point
+    def __init__(
+        self,
+        store: RecordStore,
+        point: PointInTime,
+        loader: Callable[[list[str]], Iterable[Relation]] | None = None,
+    ) -> None:
+        # By default relations are read from the store; the feature store passes its
+        # in-memory graph of the same relations instead.
+        self._load = loader or (lambda keys: relation_tuples(load_relations(store, point, keys)))
         self._queried: set[str] = set()
-        self._frames: list[pl.DataFrame] = []
+        self._graph = RelationGraph()
+        self._all: set[Relation] = set()
 
-    def around(self, keys: set[str]) -> pl.DataFrame:
+    def around(self, keys: set[str]) -> set[Relation]:
         new = sorted(keys - self._queried)
         if new:
-            self._frames.append(load_relations(self.store, self.point, new))
+            loaded = list(self._load(new))
+            self._graph.add(loaded)
+            self._all.update(loaded)
             self._queried.update(new)
-        wanted = list(keys)
-        return self.relations().filter(
-            pl.col("uscc").is_in(wanted) | pl.col("person_key").is_in(wanted)
-        )
+        return self._graph.relations_of(keys)
 
     def relations(self) -> pl.DataFrame:
-        if not self._frames:
-            return load_relations(self.store, self.point, [])
-        return pl.concat(self._frames).unique(maintain_order=True)
+        return relation_frame(self._all)
 
     def neighbourhood(self, subjects: set[str]) -> set[str]:
         """``subjects``, their related parties, and the companies those parties relate to:
         everyone whose own records the related-party features of ``subjects`` read."""
         first = self.around(subjects)
-        persons = set(first["person_key"].to_list())
+        persons = {relation[1] for relation in first}
         second = self.around(persons)
-        return subjects | persons | set(first["uscc"].to_list()) | set(second["uscc"].to_list())
+        companies = {relation[0] for relation in first | second}
+        return subjects | persons | companies
 
 
 def neighbourhood(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> list[str]:
@@ -123,7 +129,7 @@ def own_features(
     store: RecordStore, point: PointInTime, subjects: Sequence[str] | None, home_province: str
 ) -> pl.DataFrame:
     """Own features (no related-party ones) of ``subjects`` (all when None)."""
-    return _own(load_sources(store, point, subjects), point, home_province)
+    return _own(load_sources(store, point, subjects, related=False), point, home_province)
 
 
 def related_features(
@@ -153,10 +159,13 @@ def catalog_rows(rows: pl.DataFrame) -> pl.DataFrame:
     to a subject's kind are null."""
     schema = output_schema()
     columns: list[pl.Expr] = [pl.col(TYPE), pl.col(KEY)]
+    every_kind = set(SubjectKind)
     for spec in CATALOG:
         value = pl.col(spec.name) if spec.name in rows.columns else pl.lit(None)
-        applies = pl.col(TYPE).is_in([kind.value for kind in spec.kinds])
-        columns.append(pl.when(applies).then(value).cast(schema[spec.name]).alias(spec.name))
+        if set(spec.kinds) != every_kind:
+            applies = pl.col(TYPE).is_in([kind.value for kind in spec.kinds])
+            value = pl.when(applies).then(value)
+        columns.append(value.cast(schema[spec.name]).alias(spec.name))
     out = rows.select(columns).sort(TYPE, KEY)
     assert tuple(out.columns[2:]) == feature_names()
     return out

@@ -10,11 +10,13 @@ restriction is on one indexed column, so that a scoped read is a few index looku
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import polars as pl
 
+from records.pseudonym import is_person_key
 from records.store import RecordStore
 from records.tables import TABLES
 
@@ -24,6 +26,8 @@ __all__ = [
     "load_defaults",
     "load_relations",
     "load_sources",
+    "read_all_defaults",
+    "read_all_relations",
 ]
 
 
@@ -76,22 +80,21 @@ WHERE reported_at < $cutoff
 
 # The reads return every version reported by the cut-off; ``_latest`` keeps the newest per
 # natural key (in polars: a window in SQL costs milliseconds per scoped read).
-# Two branches instead of one OR over two columns, so that each can use its index.
-_RELATIONS = """
+# Relations are read by entity keys and by person keys separately (one indexed column each).
+_RELATIONS_OF_ENTITIES = """
 SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
        valid_to, reported_at
-FROM (
-    SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
-    FROM relation
-    WHERE reported_at < $cutoff AND valid_from <= $as_of
-      AND ($all OR uscc IN (SELECT unnest($keys)))
-    UNION ALL
-    SELECT uscc, person_key, role, share, valid_from, valid_to, reported_at
-    FROM relation
-    WHERE reported_at < $cutoff AND valid_from <= $as_of AND NOT $all
-      AND person_key IN (SELECT unnest($keys))
-      AND uscc NOT IN (SELECT unnest($keys))
-)
+FROM relation
+WHERE reported_at < $cutoff AND valid_from <= $as_of
+  AND ($all OR uscc IN (SELECT unnest($keys)))
+"""
+
+_RELATIONS_OF_PERSONS = """
+SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
+       valid_to, reported_at
+FROM relation
+WHERE reported_at < $cutoff AND valid_from <= $as_of
+  AND person_key IN (SELECT unnest($keys))
 """
 
 _ACCOUNTS = """
@@ -198,9 +201,38 @@ def _relations(frame: pl.DataFrame, point: PointInTime) -> pl.DataFrame:
     return latest.filter(valid).drop("valid_from", "valid_to")
 
 
+def _read_relations(
+    store: RecordStore, point: PointInTime, subjects: Sequence[str] | None
+) -> pl.DataFrame:
+    params = _params(point, subjects)
+    if subjects is None:
+        return _relations(_frame(store, _RELATIONS_OF_ENTITIES, params), point)
+    keys: list[str] = params["keys"]  # type: ignore[assignment]
+    entities = [k for k in keys if not is_person_key(k)]
+    persons = [k for k in keys if is_person_key(k)]
+    parts = [
+        _frame(store, sql, params | {"keys": scope})
+        for sql, scope in ((_RELATIONS_OF_ENTITIES, entities), (_RELATIONS_OF_PERSONS, persons))
+        if scope
+    ]
+    if not parts:
+        return _empty("relations")
+    return _relations(pl.concat(parts), point)
+
+
+def read_all_relations(store: RecordStore, point: PointInTime) -> pl.DataFrame:
+    """Every relation valid at ``point``."""
+    return _read_relations(store, point, None)
+
+
+def read_all_defaults(store: RecordStore, point: PointInTime) -> pl.DataFrame:
+    """Every subject's defaults within the retention period, as of ``point``."""
+    return _frame(store, _DEFAULTS, _params(point, None))
+
+
 def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
     """Relations valid at ``point`` that involve any of ``subjects`` (USCCs or person keys)."""
-    return _relations(_frame(store, _RELATIONS, _params(point, subjects)), point)
+    return _read_relations(store, point, subjects)
 
 
 def load_defaults(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
@@ -208,27 +240,88 @@ def load_defaults(store: RecordStore, point: PointInTime, subjects: Sequence[str
     return _frame(store, _DEFAULTS, _params(point, subjects))
 
 
-def load_sources(
-    store: RecordStore, point: PointInTime, subjects: Sequence[str] | None = None
-) -> Sources:
-    """Every table as of ``point``; restricted to ``subjects`` (keys) when given."""
-    params = _params(point, subjects)
+# Frames of reads that a scope makes pointless (no entity in it, or no relations wanted).
+_EMPTY: dict[str, dict[str, pl.DataType]] = {
+    "entities": {
+        "subject_key": pl.String(),
+        "industry": pl.String(),
+        "region_code": pl.String(),
+        "registered_capital": pl.Float64(),
+        "established_on": pl.Date(),
+        "status": pl.String(),
+        "status_date": pl.Date(),
+    },
+    "persons": {
+        "subject_key": pl.String(),
+        "birth_date": pl.Date(),
+        "id_region": pl.String(),
+        "residence_region": pl.String(),
+    },
+    "relations": {
+        "uscc": pl.String(),
+        "person_key": pl.String(),
+        "role": pl.String(),
+        "share_bp": pl.Int64(),
+    },
+    "defaults": {"subject_key": pl.String(), "first_default": pl.Date(), "last_default": pl.Date()},
+}
+
+
+def _empty(name: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=_EMPTY[name])
+
+
+def _credit(store: RecordStore, params: dict[str, object]) -> tuple[pl.DataFrame, pl.DataFrame]:
     accounts = (
         _latest(_frame(store, _ACCOUNTS, params), TABLES["credit_account"].stored_key)
         .sort("source", "account_id")
         .with_row_index("account_no")
     )
-    return Sources(
-        entities=_latest(_frame(store, _ENTITIES, params), ["subject_key"]),
-        persons=_latest(_frame(store, _PERSONS, params), ["subject_key"]),
-        relations=_relations(_frame(store, _RELATIONS, params), point),
-        accounts=accounts,
-        repayments=_repayments(store, accounts, params),
-        public_records=_latest(
+    return accounts, _repayments(store, accounts, params)
+
+
+def load_sources(
+    store: RecordStore,
+    point: PointInTime,
+    subjects: Sequence[str] | None = None,
+    *,
+    related: bool = True,
+) -> Sources:
+    """Every table as of ``point``; restricted to ``subjects`` (keys) when given. Without
+    ``related``, relations and defaults (read only by related-party features) are left
+    empty. Accounts and repayments are read on a second cursor meanwhile."""
+    params = _params(point, subjects)
+    keys: list[str] = params["keys"]  # type: ignore[assignment]
+    persons_in_scope = subjects is None or any(is_person_key(k) for k in keys)
+    entities_in_scope = subjects is None or not all(is_person_key(k) for k in keys)
+    with store.cursor() as side, ThreadPoolExecutor(max_workers=1) as pool:
+        credit = pool.submit(_credit, side, params)
+        entities = (
+            _latest(_frame(store, _ENTITIES, params), ["subject_key"])
+            if entities_in_scope
+            else _empty("entities")
+        )
+        persons = (
+            _latest(_frame(store, _PERSONS, params), ["subject_key"])
+            if persons_in_scope
+            else _empty("persons")
+        )
+        relations = _read_relations(store, point, subjects) if related else _empty("relations")
+        public_records = _latest(
             _frame(store, _PUBLIC_RECORDS, params), TABLES["public_record"].stored_key
-        ).drop("source", "record_id"),
-        inquiries=_latest(
+        ).drop("source", "record_id")
+        inquiries = _latest(
             _frame(store, _INQUIRIES, params), TABLES["credit_inquiry"].stored_key
-        ).drop("inquiry_id"),
-        defaults=_frame(store, _DEFAULTS, params),
+        ).drop("inquiry_id")
+        defaults = _frame(store, _DEFAULTS, params) if related else _empty("defaults")
+        accounts, repayments = credit.result()
+    return Sources(
+        entities=entities,
+        persons=persons,
+        relations=relations,
+        accounts=accounts,
+        repayments=repayments,
+        public_records=public_records,
+        inquiries=inquiries,
+        defaults=defaults,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -20,6 +20,7 @@ import numpy.typing as npt
 import polars as pl
 
 from features.catalog import CATALOG, catalog_hash, feature_names
+from features.graph import RelationGraph, relation_tuples
 from features.pipeline import (
     KEY,
     TYPE,
@@ -30,7 +31,13 @@ from features.pipeline import (
     own_features,
     related_features,
 )
-from features.sources import PointInTime, load_defaults
+from features.sources import (
+    PointInTime,
+    load_defaults,
+    load_relations,
+    read_all_defaults,
+    read_all_relations,
+)
 from records.store import RecordStore, quote_identifier
 
 __all__ = ["FeatureStore", "FeatureVector", "snapshot_table"]
@@ -77,6 +84,10 @@ class FeatureStore:
         self._index: dict[str, int] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-refresh")
+        self._graph: RelationGraph | None = None
+        self._defaults: pl.DataFrame = pl.DataFrame()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-persist")
+        self._pending: list[Future[None]] = []
 
     # -- building ---------------------------------------------------------------------------
 
@@ -91,12 +102,13 @@ class FeatureStore:
 
     def materialise(self, as_of: date) -> pl.DataFrame:
         """Compute every subject's row as of ``as_of``, persist it, and serve it."""
+        self.flush()
         rows = self._build(as_of, None)
         table = snapshot_table(self.catalog_hash)
         with self.records.transaction():
             self._ensure_tables()
             self.records.run(f"DELETE FROM {table} WHERE as_of = ?", [as_of])
-            self._insert(table, as_of, rows)
+            _insert(self.records, table, as_of, rows)
             self.records.run(
                 "DELETE FROM feature_snapshot WHERE snapshot_table = ? AND as_of = ?",
                 [table, as_of],
@@ -110,6 +122,7 @@ class FeatureStore:
 
     def load(self, as_of: date) -> None:
         """Serve a snapshot materialised earlier (same catalog hash)."""
+        self.flush()
         table = snapshot_table(self.catalog_hash)
         self._ensure_tables()
         found = self.records.query(
@@ -136,26 +149,29 @@ class FeatureStore:
         return them. Own features are recomputed for the touched subjects only; the
         related-party features of everyone around them are recomputed from the relations
         and from the materialised own features of their related parties, by the same
-        functions a full build uses (a test checks the result equals a full rebuild)."""
-        if self.as_of is None:
+        functions a full build uses (a test checks the result equals a full rebuild).
+        The rows are served as soon as this returns; writing them to the snapshot table
+        happens behind, in order (``flush`` waits for it)."""
+        if self.as_of is None or self._graph is None:
             raise RuntimeError("nothing materialised yet")
         point = PointInTime(self.as_of, self.retention_years)
         touched = set(subjects)
-        # The touched subjects' own features are read on a second cursor while the
-        # relations around them are walked on this one: the two are independent.
+        keys = sorted(touched)
+        # The touched subjects' records are read on a second cursor while their relations
+        # are read again and the rings around them walked in memory on this one.
         with self.records.cursor() as cursor:
-            own_touched = self._pool.submit(
-                own_features, cursor, point, sorted(touched), self.home_province
-            )
-            walk = RelationWalk(self.records, point)
+            reads = self._pool.submit(_touched_reads, cursor, point, keys, self.home_province)
+            self._graph.replace(touched, relation_tuples(load_relations(self.records, point, keys)))
+            walk = RelationWalk(self.records, point, loader=self._graph.relations_of)
             affected = walk.neighbourhood(touched)  # whose rows can change
             ring = walk.neighbourhood(affected)  # whose own features those rows read
-            relations = walk.relations()
-            defaults = load_defaults(self.records, point, sorted(ring))
-            fresh = own_touched.result()
+            fresh, touched_defaults = reads.result()
+        self._defaults = self._defaults.filter(~pl.col(KEY).is_in(keys)).vstack(
+            touched_defaults.select(self._defaults.columns)
+        )
         with self._lock:
             known = {key for key in ring if key in self._index}
-        unknown = sorted(set(ring) - known - touched)  # e.g. reported since materialising
+        unknown = sorted(ring - known - touched)  # e.g. reported since materialising
         if unknown:
             fresh = pl.concat(
                 [fresh, own_features(self.records, point, unknown, self.home_province)],
@@ -164,11 +180,18 @@ class FeatureStore:
         stored = self._own_rows(sorted(known - touched))
         own = pl.concat([fresh, stored], how="diagonal_relaxed")
         around = own.filter(pl.col(KEY).is_in(list(affected)))
-        related = related_features(around.select(TYPE, KEY), relations, own, defaults)
+        defaults = self._defaults.filter(pl.col(KEY).is_in(list(ring)))
+        related = related_features(around.select(TYPE, KEY), walk.relations(), own, defaults)
         rows = catalog_rows(around.join(related, on=KEY, how="left"))
-        self._persist(rows)
         self._swap(rows)
+        self._pending.append(self._writer.submit(self._persist, rows))
         return rows
+
+    def flush(self) -> None:
+        """Wait until every refreshed row is in the snapshot table; raise a write error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _own_rows(self, keys: Sequence[str]) -> pl.DataFrame:
         """Materialised own (not related-party) features of ``keys``, as the pipeline
@@ -194,18 +217,14 @@ class FeatureStore:
 
     def _persist(self, rows: pl.DataFrame) -> None:
         table = snapshot_table(self.catalog_hash)
-        with self.records.transaction():
-            self.records.connection.register("_refreshed_keys", rows.select(KEY).to_arrow())
-            try:
-                self.records.run(
-                    f"DELETE FROM {table} WHERE as_of = ? AND subject_key IN "
-                    "(SELECT subject_key FROM _refreshed_keys)",
-                    [self.as_of],
-                )
-            finally:
-                self.records.connection.unregister("_refreshed_keys")
-            self._insert(table, self.as_of, rows)  # type: ignore[arg-type]
-            self.records.run(
+        with self.records.cursor() as writer, writer.transaction():
+            writer.run(
+                f"DELETE FROM {table} WHERE as_of = $as_of AND subject_key IN "
+                "(SELECT unnest($keys))",
+                {"as_of": self.as_of, "keys": rows[KEY].to_list()},
+            )
+            _insert(writer, table, self.as_of, rows)  # type: ignore[arg-type]
+            writer.run(
                 "UPDATE feature_snapshot SET refreshed_at = ? WHERE snapshot_table = ? "
                 "AND as_of = ?",
                 [_now(), table, self.as_of],
@@ -260,20 +279,33 @@ class FeatureStore:
             f"ON {snapshot_table(self.catalog_hash)} (subject_key)"
         )
 
-    def _insert(self, table: str, as_of: date, rows: pl.DataFrame) -> None:
-        frame = rows.select(pl.lit(as_of).alias("as_of"), pl.all())
-        self.records.connection.register("_feature_rows", frame.to_arrow())
-        try:
-            self.records.run(f"INSERT INTO {table} BY NAME SELECT * FROM _feature_rows")
-        finally:
-            self.records.connection.unregister("_feature_rows")
-
     def _load(self, as_of: date, rows: pl.DataFrame) -> None:
+        point = PointInTime(as_of, self.retention_years)
+        graph = RelationGraph(relation_tuples(read_all_relations(self.records, point)))
+        defaults = read_all_defaults(self.records, point)
         matrix = _matrix(rows)
         index = {key: i for i, key in enumerate(rows[KEY].to_list())}
         types = rows[TYPE].to_list()
         with self._lock:
             self._matrix, self._index, self._types, self.as_of = matrix, index, types, as_of
+            self._graph = graph
+            self._defaults = defaults
+
+
+def _insert(store: RecordStore, table: str, as_of: date, rows: pl.DataFrame) -> None:
+    frame = rows.select(pl.lit(as_of).alias("as_of"), pl.all())
+    store.connection.register("_feature_rows", frame.to_arrow())
+    try:
+        store.run(f"INSERT INTO {table} BY NAME SELECT * FROM _feature_rows")
+    finally:
+        store.connection.unregister("_feature_rows")
+
+
+def _touched_reads(
+    store: RecordStore, point: PointInTime, keys: list[str], home_province: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What a refresh reads of the touched subjects themselves: own features, defaults."""
+    return own_features(store, point, keys, home_province), load_defaults(store, point, keys)
 
 
 def _matrix(rows: pl.DataFrame) -> npt.NDArray[np.float64]:

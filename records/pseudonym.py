@@ -15,9 +15,15 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["Pseudonymiser", "load_or_create_secret"]
+__all__ = ["PERSON_KEY_LENGTH", "Pseudonymiser", "is_person_key", "load_or_create_secret"]
 
 _SECRET_BYTES = 32
+PERSON_KEY_LENGTH = 64  # hex of a SHA-256 HMAC; a USCC has 18 characters
+
+
+def is_person_key(key: str) -> bool:
+    """A subject key is a person's pseudonym (else an entity's USCC)."""
+    return len(key) == PERSON_KEY_LENGTH
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -6,7 +6,7 @@ made by an older release upgrades it; a store made by a newer release is refused
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,11 +130,15 @@ class RecordStore:
             raise
         self.run("COMMIT")
 
-    def run(self, sql: str, parameters: Sequence[object] | None = None) -> None:
+    def run(
+        self, sql: str, parameters: Sequence[object] | Mapping[str, object] | None = None
+    ) -> None:
         """Execute a statement and drain its result (DuckDB 2 keeps it pending otherwise)."""
         self.connection.execute(sql, parameters).fetchall()
 
-    def query(self, sql: str, parameters: Sequence[object] | None = None) -> list[tuple[Any, ...]]:
+    def query(
+        self, sql: str, parameters: Sequence[object] | Mapping[str, object] | None = None
+    ) -> list[tuple[Any, ...]]:
         return self.connection.execute(sql, parameters).fetchall()
 
     def scalar(self, sql: str, parameters: Sequence[object] | None = None) -> Any:

@@ -451,6 +451,14 @@ def test_feature_store_lookup_load_and_refresh_equal_a_full_rebuild(
     touched = [person_key(r) for r in people] + [company]
     refreshed = features.refresh(touched)
     assert set(touched) <= set(refreshed["subject_key"])
+    features.flush()  # the refreshed rows are in the snapshot table too
+    persisted = FeatureStore(store)
+    persisted.load(AS_OF)
+    for subject in refreshed["subject_key"].to_list():
+        np.testing.assert_array_equal(
+            persisted.lookup(subject).values,  # type: ignore[union-attr]
+            features.lookup(subject).values,  # type: ignore[union-attr]
+        )
     rebuilt = FeatureStore(store)
     full = rebuilt.materialise(AS_OF)
     for subject in full["subject_key"].to_list():

@@ -1,0 +1,136 @@
+"""Reason codes: the features that pushed a subject's risk up, from TreeSHAP contributions.
+
+LightGBM's ``predict(..., pred_contrib=True)`` gives each feature's exact additive
+contribution to the raw score (log-odds of default) of a row. The reasons are the features
+with the largest *positive* contributions (they raised the risk), at most four, largest
+first, each mapped to the catalog's reason code and text. As bureaus do, when an inquiry
+feature (catalog group ``inquiry``) raised the risk but none made the four, the largest such
+inquiry feature is added as a fifth reason. An *absent* feature (NaN: it does not apply to
+the subject's kind, or there is nothing on file for it) is never a reason, whatever its
+contribution: the model uses absence to tell entities from persons, and a reason must state
+a fact on the subject's file.
+
+A *thin file* gets no reasons: nothing on file is enough to explain a score. A subject has a
+thin file when all of the following hold (see :func:`thin_file_mask`):
+
+* fewer than ``THIN_FILE_MIN_MONTHS`` (6) account-months of repayment history
+  (``rep_months_reported`` absent or below 6);
+* no public record: every ``pub_*_active`` count is 0 or absent and every
+  ``pub_*_months_since`` is absent (none within the retention period);
+* no credit inquiry in the last 90 days (``inq_count_90d`` 0 or absent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from features.catalog import CATALOG, FeatureSpec
+
+__all__ = [
+    "INQUIRY_GROUP",
+    "MAX_REASONS",
+    "THIN_FILE_MIN_MONTHS",
+    "Explanation",
+    "Reason",
+    "ReasonCoder",
+    "thin_file_mask",
+]
+
+F64 = npt.NDArray[np.float64]
+MAX_REASONS = 4
+INQUIRY_GROUP = "inquiry"
+THIN_FILE_MIN_MONTHS = 6
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str  # the catalog's stable reason code
+    description: str  # the catalog's reason text
+    contribution: float  # raw-score (log-odds) contribution; > 0 raised the risk
+    feature: str
+    value: float  # the feature's value (never absent: absent features are no reason)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    reasons: tuple[Reason, ...]
+    thin_file: bool
+
+
+def _indices(specs: Sequence[FeatureSpec], wanted: Any) -> npt.NDArray[np.intp]:
+    return np.array([i for i, spec in enumerate(specs) if wanted(spec)], dtype=np.intp)
+
+
+def thin_file_mask(matrix: F64, specs: Sequence[FeatureSpec] = CATALOG) -> npt.NDArray[np.bool_]:
+    """True for each row (catalog-ordered features, NaN = absent) with a thin file."""
+    rows = np.atleast_2d(matrix)
+    names = [spec.name for spec in specs]
+    months = rows[:, names.index("rep_months_reported")]
+    short = np.isnan(months) | (months < THIN_FILE_MIN_MONTHS)
+    active = _indices(specs, lambda s: s.name.startswith("pub_") and s.name.endswith("_active"))
+    since = _indices(specs, lambda s: s.name.startswith("pub_") and s.name.endswith("_since"))
+    no_public = (np.nan_to_num(rows[:, active], nan=0.0) == 0).all(axis=1) & np.isnan(
+        rows[:, since]
+    ).all(axis=1)
+    inquiries = np.nan_to_num(rows[:, names.index("inq_count_90d")], nan=0.0)
+    mask: npt.NDArray[np.bool_] = short & no_public & (inquiries == 0)
+    return mask
+
+
+class ReasonCoder:
+    """Reason codes for the rows of one LightGBM model (features in catalog order)."""
+
+    def __init__(self, booster: Any, specs: Sequence[FeatureSpec] = CATALOG) -> None:
+        if list(booster.feature_name()) != [spec.name for spec in specs]:
+            raise ValueError("the model's features are not the catalog's, in catalog order")
+        self.booster = booster
+        self.specs = tuple(specs)
+        self._inquiry = frozenset(
+            int(i) for i in _indices(self.specs, lambda s: s.group == INQUIRY_GROUP)
+        )
+
+    def contributions(self, matrix: F64, *, num_threads: int = 1) -> F64:
+        """Per-row, per-feature TreeSHAP contributions to the raw score (no bias column)."""
+        rows = np.atleast_2d(matrix)
+        contrib = self.booster.predict(rows, pred_contrib=True, num_threads=num_threads)
+        out: F64 = np.asarray(contrib, dtype=np.float64)[:, : len(self.specs)]
+        return out
+
+    def reasons(self, contributions: F64, values: F64) -> tuple[Reason, ...]:
+        """Reasons of one row from its contributions and feature values."""
+        positive = np.flatnonzero((contributions > 0) & ~np.isnan(values))
+        # Largest contribution first; ties in catalog order.
+        order = positive[np.lexsort((positive, -contributions[positive]))]
+        chosen = [int(i) for i in order[:MAX_REASONS]]
+        if not any(i in self._inquiry for i in chosen):
+            later = [int(i) for i in order[MAX_REASONS:] if int(i) in self._inquiry]
+            chosen += later[:1]
+        return tuple(self._reason(i, contributions, values) for i in chosen)
+
+    def _reason(self, index: int, contributions: F64, values: F64) -> Reason:
+        spec = self.specs[index]
+        return Reason(
+            code=spec.reason_code,
+            description=spec.reason_text,
+            contribution=float(contributions[index]),
+            feature=spec.name,
+            value=float(values[index]),
+        )
+
+    def explain(self, matrix: F64, *, num_threads: int = 1) -> list[Explanation]:
+        """Reasons and thin-file markers of every row; thin files get no reasons and cost
+        no TreeSHAP."""
+        rows = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+        thin = thin_file_mask(rows, self.specs)
+        out = [Explanation((), True) for _ in range(rows.shape[0])]
+        scored = np.flatnonzero(~thin)
+        if scored.size:
+            contrib = self.contributions(rows[scored], num_threads=num_threads)
+            for position, row in enumerate(scored):
+                out[row] = Explanation(self.reasons(contrib[position], rows[row]), False)
+        return out

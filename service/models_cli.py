@@ -1,0 +1,153 @@
+"""``credit-risk train`` and ``credit-risk report``: the risk model from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from service.cli_common import common_options, settings_from
+
+__all__ = ["report", "train"]
+
+
+@click.command()
+@common_options
+@click.option(
+    "--as-of-end",
+    "as_of_end",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    required=True,
+    help="Last out-of-time validation date: a month end (YYYY-MM-DD). Its label window "
+    "(the next --horizon-months) must be covered by the records.",
+)
+@click.option(
+    "--months",
+    type=click.IntRange(min=1, max=120),
+    required=True,
+    help="In-time training dates: this many month ends before the validation months.",
+)
+@click.option(
+    "--validation-months",
+    type=click.IntRange(min=1, max=36),
+    required=True,
+    help="Out-of-time validation dates: the last this many month ends up to --as-of-end.",
+)
+@click.option("--seed", type=int, default=None, help="Training seed (default: a fixed one).")
+@click.option(
+    "--horizon-months",
+    type=click.IntRange(min=1, max=60),
+    default=12,
+    show_default=True,
+    help="A default within this many months after an as-of date is a bad outcome.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=2, show_default=True, help="LightGBM threads."
+)
+@click.option(
+    "--no-current",
+    is_flag=True,
+    help="Store the model without making it the current one.",
+)
+def train(
+    data_dir: Path | None,
+    config_file: Path | None,
+    as_of_end: datetime,
+    months: int,
+    validation_months: int,
+    seed: int | None,
+    horizon_months: int,
+    threads: int,
+    no_current: bool,
+) -> None:
+    """Train, calibrate, evaluate and register a risk model; print a JSON summary."""
+    import time
+
+    from models.data import monthly_dates
+    from models.registry import ModelRegistry
+    from models.training import TrainingParams, incomplete_label_dates, records_end
+    from models.training import train as train_model
+    from records.runtime import open_store
+
+    settings = settings_from(data_dir, config_file)
+    try:
+        dates = monthly_dates(as_of_end.date(), months + validation_months)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--as-of-end") from None
+    params = TrainingParams(num_threads=threads)
+    if seed is not None:
+        params = TrainingParams(num_threads=threads, seed=seed)
+    started = time.perf_counter()
+    with open_store(settings) as store:
+        incomplete = incomplete_label_dates(store, dates, horizon_months)
+        last_record = records_end(store)
+        try:
+            model = train_model(
+                store,
+                as_of_dates=dates[:months],
+                validation_dates=dates[months:],
+                horizon_months=horizon_months,
+                params=params,
+                home_province=settings.home_province,
+                retention_years=settings.features.retention_years,
+            )
+        except ValueError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+    registry = ModelRegistry(settings.data_dir)
+    version = registry.save(model, make_current=not no_current)
+    metrics = model.metrics
+    summary = {
+        "version": version,
+        "path": str(registry.path(version)),
+        "oot_auc": metrics["oot_auc"],
+        "oot_ks": metrics["oot_ks"],
+        "oot_ece": metrics["oot_ece"],
+        "oot_rows": metrics["oot_rows"],
+        "oot_defaults": metrics["oot_defaults"],
+        "calibration": model.calibration.method,
+        "best_iteration": model.best_iteration,
+        "as_of_dates": [d.isoformat() for d in dates[:months]],
+        "validation_dates": [d.isoformat() for d in dates[months:]],
+        "current": not no_current,
+        "seconds": round(time.perf_counter() - started, 2),
+        "warnings": [
+            f"labels at {day.isoformat()} may be incomplete: the latest repayment or default "
+            f"record was reported on {last_record}, before the end of its {horizon_months}-month "
+            "window"
+            for day in incomplete
+        ],
+    }
+    click.echo(json.dumps(summary))
+
+
+@click.command()
+@common_options
+@click.argument("version", required=False)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="HTML file to write (default: report.html in the model's version directory).",
+)
+def report(
+    data_dir: Path | None, config_file: Path | None, version: str | None, out: Path | None
+) -> None:
+    """Write a model's HTML report (default: the current model) and print its path."""
+    from models.registry import ModelRegistry, RegistryError
+    from models.report import render_html
+
+    settings = settings_from(data_dir, config_file)
+    registry = ModelRegistry(settings.data_dir)
+    try:
+        resolved, manifest, figures = registry.report(version)
+    except RegistryError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(3)
+    target = out or registry.path(resolved) / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(figures, manifest), encoding="utf-8")
+    click.echo(str(target))
