@@ -100,6 +100,9 @@ def main() -> None:
         keys = rows["subject_key"].to_list()
         rng = random.Random(1)
         sample = rng.sample(keys, min(args.refreshes, len(keys)))
+        for key in rng.sample(keys, 5):  # warm DuckDB's caches and the thread pools
+            features.refresh([key])
+        features.flush()
         timings = []
         persist = []
         sizes = []

@@ -68,7 +68,11 @@ class FeatureVector:
 
 
 class FeatureStore:
-    """Materialised rows of one as-of date, served from memory."""
+    """Materialised rows of one as-of date, served from memory.
+
+    ``lookup`` is safe from any number of threads; ``materialise``, ``load`` and
+    ``refresh`` are meant for one maintenance thread at a time.
+    """
 
     def __init__(
         self, records: RecordStore, *, home_province: str = "33", retention_years: int = 5

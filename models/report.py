@@ -127,7 +127,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.0f}"
+        if abs(value) >= 1000 or (abs(value) >= 10 and value.is_integer()):
+            return f"{value:,.0f}"  # large figures and score edges
+        return f"{value:.4f}"
     if isinstance(value, int):
         return f"{value:,}"
     return html.escape(str(value))

@@ -168,10 +168,7 @@ def train(
     retention_years: int = 5,
 ) -> TrainedModel:
     """Train on ``as_of_dates`` and evaluate out of time on the later ``validation_dates``."""
-    if not as_of_dates or not validation_dates:
-        raise ValueError("give at least one in-time as-of date and one validation date")
-    if max(as_of_dates) >= min(validation_dates):
-        raise ValueError("every validation (out-of-time) date must follow every as-of date")
+    _check_dates(as_of_dates, validation_dates)
     in_time, oot = (
         training_frame(
             store,
@@ -191,6 +188,13 @@ def train(
         home_province=home_province,
         retention_years=retention_years,
     )
+
+
+def _check_dates(as_of_dates: list[date], validation_dates: list[date]) -> None:
+    if not as_of_dates or not validation_dates:
+        raise ValueError("give at least one in-time as-of date and one validation date")
+    if max(as_of_dates) >= min(validation_dates):
+        raise ValueError("every validation (out-of-time) date must follow every as-of date")
 
 
 _RECORDS_END = """
@@ -258,8 +262,9 @@ def train_on_frames(
     started = time.perf_counter()
     in_time = LabelledRows.of(in_time_frame)
     oot = LabelledRows.of(oot_frame)
-    if oot.rows == 0:
-        raise ValueError("the out-of-time validation frame is empty")
+    if in_time.rows == 0 or oot.rows == 0:
+        raise ValueError("the in-time or the out-of-time frame is empty")
+    _check_dates(in_time.frame["as_of"].to_list(), oot.frame["as_of"].to_list())
     fit_index, holdout_index = holdout_split(in_time, params.holdout_fraction, params.seed)
     fit, holdout = in_time.take(fit_index), in_time.take(holdout_index)
 
