@@ -16,6 +16,7 @@ import click
 
 from service.cli_common import common_options, settings_from
 from service.features_cli import features
+from service.models_cli import report, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,8 @@ def main() -> None:
 
 
 main.add_command(features)
+main.add_command(train)
+main.add_command(report)
 
 
 @main.command("store-info")
