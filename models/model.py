@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.reasons import Explanation, Reason, ReasonCoder, thin_file_mask
-from models.registry import LoadedModel, ModelRegistry
+from models.registry import CATALOG_KIND, LoadedModel, ModelRegistry, RegistryError
 from models.scorecard import grades, scores
 
 __all__ = ["Decision", "RiskModel"]
@@ -38,6 +38,12 @@ class RiskModel:
     """A verified registry model, ready to score."""
 
     def __init__(self, loaded: LoadedModel, *, batch_threads: int = 2) -> None:
+        if loaded.kind != CATALOG_KIND:
+            # A tabular model scores an agency's own columns, not the catalog's features.
+            raise RegistryError(
+                f"model {loaded.version} is a {loaded.kind} model, not one of the feature "
+                "catalog: it cannot score subjects"
+            )
         self.loaded = loaded
         self.version = loaded.version
         self.booster = loaded.booster

@@ -17,6 +17,13 @@ written under a temporary name and renamed into place, so a reader never sees ha
 one. ``load`` verifies the manifest and every artifact against their recorded hashes and
 refuses, naming the file, on any mismatch; it refuses a model trained on a different feature
 catalog than the running code's.
+
+The manifest's ``kind`` says what the model scores: ``catalog`` (the feature catalog's
+vectors; a manifest without ``kind`` is one) or ``tabular`` (a flat table an agency brought,
+see :mod:`models.tabular`: the table's own columns, category codes and LightGBM feature
+names are in the manifest). A tabular model is verified like any other, but the catalog
+checks do not apply to it, and it never becomes ``current``: the served model scores catalog
+vectors.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from models.scorecard import ScorecardConfig
 from models.training import TrainedModel
 
 __all__ = [
+    "CATALOG_KIND",
+    "TABULAR_KIND",
     "ArtifactIntegrityError",
     "CatalogMismatchError",
     "LoadedModel",
@@ -61,6 +70,8 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_HASH_FILE = "manifest.sha256"
 CURRENT_FILE = "current"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+CATALOG_KIND = "catalog"
+TABULAR_KIND = "tabular"
 
 
 class RegistryError(RuntimeError):
@@ -91,6 +102,7 @@ class LoadedModel:
     booster: Any  # lightgbm.Booster
     calibrator: Calibrator
     scorecard: ScorecardConfig
+    kind: str = CATALOG_KIND
 
 
 def sha256_hex(data: bytes) -> str:
@@ -139,22 +151,8 @@ class ModelRegistry:
         self, model: TrainedModel, *, created_at: datetime | None = None, make_current: bool = True
     ) -> str:
         """Store ``model`` as a new version (and make it current); return the version."""
-        created = (created_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-        model_bytes = model.model_text.encode("utf-8")
-        model_sha = sha256_hex(model_bytes)
-        version = f"{created:%Y%m%dT%H%M%SZ}-{model_sha[:8]}"
-        final = self.root / version
-        if final.exists():
-            raise RegistryError(f"model version {version} already exists in {self.root}")
-        artifacts = {
-            MODEL_FILE: model_bytes,
-            CALIBRATOR_FILE: calibrator_to_json(model.calibrator).encode("utf-8"),
-            REPORT_FILE: _json_bytes(model.report),
-        }
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": version,
-            "created_at": created.isoformat().replace("+00:00", "Z"),
+        fields = {
+            "kind": CATALOG_KIND,
             "catalog_hash": model.catalog_hash,
             "features": list(model.feature_names),
             "categorical_features": categorical_features(),
@@ -166,6 +164,52 @@ class ModelRegistry:
             "data": model.data.to_dict(),
             "metrics": model.metrics,
             "training_seconds": round(model.seconds, 3),
+        }
+        return self.save_artifacts(
+            model_text=model.model_text,
+            calibrator=model.calibrator,
+            report=model.report,
+            fields=fields,
+            created_at=created_at,
+            make_current=make_current,
+        )
+
+    def save_artifacts(
+        self,
+        *,
+        model_text: str,
+        calibrator: Calibrator,
+        report: dict[str, Any],
+        fields: dict[str, Any],
+        created_at: datetime | None = None,
+        make_current: bool = True,
+    ) -> str:
+        """Store a model's artifacts as a new version; ``fields`` go into the manifest beside
+        the version, creation time, library versions and artifact hashes (which they may not
+        override). Only a catalog model may be made current."""
+        kind = fields.get("kind", CATALOG_KIND)
+        if make_current and kind != CATALOG_KIND:
+            raise RegistryError(f"a {kind} model cannot be the current (served) model")
+        reserved = {"format", "version", "created_at", "libraries", "artifacts"} & set(fields)
+        if reserved:
+            raise ValueError(f"manifest fields {sorted(reserved)} are set by the registry")
+        created = (created_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+        model_bytes = model_text.encode("utf-8")
+        model_sha = sha256_hex(model_bytes)
+        version = f"{created:%Y%m%dT%H%M%SZ}-{model_sha[:8]}"
+        final = self.root / version
+        if final.exists():
+            raise RegistryError(f"model version {version} already exists in {self.root}")
+        artifacts = {
+            MODEL_FILE: model_bytes,
+            CALIBRATOR_FILE: calibrator_to_json(calibrator).encode("utf-8"),
+            REPORT_FILE: _json_bytes(report),
+        }
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": version,
+            "created_at": created.isoformat().replace("+00:00", "Z"),
+            **fields,
             "libraries": library_versions(),
             "artifacts": {name: sha256_hex(data) for name, data in artifacts.items()},
         }
@@ -193,7 +237,10 @@ class ModelRegistry:
         return version
 
     def set_current(self, version: str) -> None:
-        self._directory(version)
+        directory = self._directory(version)
+        kind = json.loads((directory / MANIFEST_FILE).read_bytes()).get("kind", CATALOG_KIND)
+        if kind != CATALOG_KIND:
+            raise RegistryError(f"model {version} is a {kind} model; it cannot be the current one")
         temporary = self.root / f".{CURRENT_FILE}-{os.getpid()}"
         _write(temporary, f"{version}\n".encode())
         os.replace(temporary, self.root / CURRENT_FILE)
@@ -288,8 +335,14 @@ class ModelRegistry:
         return version, manifest, json.loads(artifacts[REPORT_FILE])
 
     def load(self, version: str | None = None) -> LoadedModel:
-        """A verified model (the current one by default) trained on the running catalog."""
+        """A verified model (the current one by default): a catalog model trained on the
+        running catalog, or a tabular model (no catalog check: it has its own columns)."""
         version, manifest, artifacts = self.verify(version)
+        kind = manifest.get("kind", CATALOG_KIND)
+        if kind == TABULAR_KIND:
+            return self._loaded(version, manifest, artifacts, kind, manifest.get("model_features"))
+        if kind != CATALOG_KIND:
+            raise RegistryError(f"model {version} is of unknown kind {kind!r}")
         running = catalog_hash()
         if manifest.get("catalog_hash") != running:
             raise CatalogMismatchError(
@@ -302,8 +355,18 @@ class ModelRegistry:
             raise CatalogMismatchError(
                 f"model {version} lists other features than the running catalog's"
             )
+        return self._loaded(version, manifest, artifacts, kind, list(feature_names()))
+
+    def _loaded(
+        self,
+        version: str,
+        manifest: dict[str, Any],
+        artifacts: dict[str, bytes],
+        kind: str,
+        features: Any,
+    ) -> LoadedModel:
         booster = lgb.Booster(model_str=artifacts[MODEL_FILE].decode("utf-8"))
-        if list(booster.feature_name()) != list(feature_names()):
+        if not isinstance(features, list) or list(booster.feature_name()) != features:
             raise ArtifactIntegrityError(
                 self.root / version / MODEL_FILE, "has other features than its manifest"
             )
@@ -314,4 +377,5 @@ class ModelRegistry:
             booster=booster,
             calibrator=calibrator_from_json(artifacts[CALIBRATOR_FILE].decode("utf-8")),
             scorecard=ScorecardConfig.from_dict(manifest["scorecard"]),
+            kind=kind,
         )

@@ -4,6 +4,11 @@
 the model's version directory; it holds every number the HTML page shows (the ROC curve
 thinned to 200 points), so :func:`render_html` needs no data and no model, only the report
 and the manifest.
+
+A *tabular* model (:mod:`models.tabular`, trained on a flat table an agency brought) has its
+own report, :func:`build_tabular_report`: cross-validated AUC and KS per fold, the pooled
+out-of-fold figures, the calibration choice and the importance of the table's columns;
+:func:`render_html` renders it on a page of tables.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from models.evaluation import (
 )
 from models.scorecard import ScorecardConfig, grades, scores
 
-__all__ = ["REPORT_FORMAT", "build_report", "render_html"]
+__all__ = ["REPORT_FORMAT", "build_report", "build_tabular_report", "render_html"]
 
 REPORT_FORMAT = 1
 F64 = npt.NDArray[np.float64]
@@ -121,6 +126,62 @@ def build_report(
     }
 
 
+def build_tabular_report(
+    *,
+    folds: Sequence[dict[str, Any]],
+    cv_auc: dict[str, Any],
+    cv_ks: dict[str, Any],
+    out_of_fold: tuple[Labels, F64],
+    importance_gain: npt.NDArray[Any],
+    importance_split: npt.NDArray[Any],
+    columns: Sequence[tuple[str, str]],
+    dropped: dict[str, str],
+    calibration: CalibrationChoice,
+    ece_bins: int,
+) -> dict[str, Any]:
+    """Every evaluation figure of a model trained on a flat table (JSON-ready): per-fold and
+    mean ± std AUC and KS, and the calibrated out-of-fold PDs pooled over the folds.
+    ``columns`` are (column, kind) pairs in model order."""
+    label, pd = out_of_fold
+    figures = _split_figures(label, pd, ece_bins)
+    importance: list[dict[str, Any]] = sorted(
+        (
+            {"feature": name, "kind": kind, "gain": float(gain), "split": int(split)}
+            for (name, kind), gain, split in zip(
+                columns, importance_gain, importance_split, strict=True
+            )
+        ),
+        key=lambda row: (-float(row["gain"]), str(row["feature"])),
+    )
+    summary = {
+        "cv_auc_mean": cv_auc["mean"],
+        "cv_auc_std": cv_auc["std"],
+        "cv_ks_mean": cv_ks["mean"],
+        "cv_ks_std": cv_ks["std"],
+        "folds": len(folds),
+        **{f"oof_{k}": v for k, v in figures.items() if k != "calibration_table"},
+        "calibration": calibration.method,
+    }
+    return {
+        "format": REPORT_FORMAT,
+        "kind": "tabular",
+        "summary": summary,
+        "notes": {
+            "cv": "stratified folds; each fold's model stopped early on an inner split of its "
+            "training rows and was scored on its test fold",
+            "out_of_fold": "every row scored by the fold model that did not see it, then "
+            "calibrated; the calibrator was fitted to these scores (its figures here are "
+            "in-sample for the calibrator; the out-of-fold ECE of the choice is not)",
+            "calibration_bins": f"{ece_bins} equal-count bins by predicted PD",
+        },
+        "cv": {"folds": list(folds), "auc": cv_auc, "ks": cv_ks},
+        "out_of_fold": {**figures, "roc": roc_points(label, pd)},
+        "calibration": calibration.to_dict(),
+        "importance": importance,
+        "dropped_columns": dict(dropped),
+    }
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
@@ -160,6 +221,8 @@ code { font-size: 0.85em; }
 
 def render_html(report: dict[str, Any], manifest: dict[str, Any]) -> str:
     """A self-contained page: figures as base64 PNG, tables, provenance."""
+    if report.get("kind") == "tabular":
+        return _render_tabular_html(report, manifest)
     from models.plots import report_figures  # matplotlib only when a page is rendered
 
     version = str(manifest.get("version", "?"))
@@ -242,6 +305,51 @@ def render_html(report: dict[str, Any], manifest: dict[str, Any]) -> str:
 {sections["stability"]}
 <h2>Feature importance (gain, top 20)</h2>
 {sections["importance"]}
+<h2>Provenance</h2>{_pairs(provenance)}
+</body></html>
+"""
+
+
+def _render_tabular_html(report: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The page of a tabular model: cross-validation, calibration, columns, provenance."""
+    version = html.escape(str(manifest.get("version", "?")))
+    data = manifest.get("data", {})
+    target = manifest.get("target", {})
+    provenance = {
+        "version": manifest.get("version"),
+        "created_at": manifest.get("created_at"),
+        "kind": "tabular (the table's own columns; no feature catalog)",
+        "source": data.get("source"),
+        "source sha256": data.get("sha256"),
+        "target": f"{target.get('column')} (bad = {target.get('bad')!r})",
+        "rows": data.get("rows"),
+        "bad_rows": data.get("bad_rows"),
+        "null_target_rows": data.get("null_target_rows"),
+        "best_iteration": manifest.get("best_iteration"),
+        **{f"{k} version": v for k, v in manifest.get("libraries", {}).items()},
+    }
+    calibration = report["calibration"]
+    dropped = [{"column": k, "reason": v} for k, v in report["dropped_columns"].items()]
+    calibration_table = _table(
+        report["out_of_fold"]["calibration_table"],
+        ["bin", "count", "defaults", "mean_pd", "default_rate", "min_pd", "max_pd"],
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Tabular model {version}</title><style>{_STYLE}</style></head>
+<body>
+<h1>Tabular model <code>{version}</code></h1>
+<h2>Headline (cross-validated)</h2>{_pairs(report["summary"])}
+<h2>Folds</h2>
+{_table(report["cv"]["folds"], ["fold", "rows", "bad_rows", "auc", "ks", "best_iteration"])}
+<h2>Calibration</h2>
+<p>Chosen: <b>{html.escape(str(calibration["method"]))}</b>
+(out-of-fold ECE: {html.escape(json.dumps(calibration["out_of_fold_ece"]))}).
+Out-of-fold calibration by decile of predicted PD:</p>
+{calibration_table}
+<h2>Columns (importance by gain)</h2>
+{_table(report["importance"], ["feature", "kind", "gain", "split"])}
+<h2>Dropped columns</h2>{_table(dropped, ["column", "reason"])}
 <h2>Provenance</h2>{_pairs(provenance)}
 </body></html>
 """

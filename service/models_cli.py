@@ -1,4 +1,4 @@
-"""``credit-risk train`` and ``credit-risk report``: the risk model from the command line."""
+"""``credit-risk train``, ``train-table`` and ``report``: the risk model from the command line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import click
 
 from service.cli_common import common_options, settings_from
 
-__all__ = ["report", "train"]
+__all__ = ["report", "train", "train_table"]
 
 
 @click.command()
@@ -151,3 +151,97 @@ def report(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_html(figures, manifest), encoding="utf-8")
     click.echo(str(target))
+
+
+@click.command("train-table")
+@common_options
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The flat table: a UTF-8 CSV file with a header line.",
+)
+@click.option("--target", required=True, help="The column that says whether a row is bad.")
+@click.option(
+    "--bad",
+    required=True,
+    help="The target value of a bad row; every other non-null value is good, rows with no "
+    "target are dropped (and counted).",
+)
+@click.option(
+    "--bad-vs-rest",
+    is_flag=True,
+    help="Accept a target with more than two distinct values: --bad is bad, the rest good.",
+)
+@click.option(
+    "--cv",
+    "folds",
+    type=click.IntRange(min=2, max=20),
+    default=5,
+    show_default=True,
+    help="Cross-validation folds (stratified).",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="COLUMN",
+    help="A column that is no feature (an identifier, a date); repeat for more.",
+)
+@click.option("--seed", type=int, default=None, help="Training seed (default: a fixed one).")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=2, show_default=True, help="LightGBM threads."
+)
+@click.option(
+    "--register",
+    is_flag=True,
+    help="Also train on every row, calibrate, and store the model (never as the current one).",
+)
+def train_table(
+    data_dir: Path | None,
+    config_file: Path | None,
+    csv_path: Path,
+    target: str,
+    bad: str,
+    bad_vs_rest: bool,
+    folds: int,
+    ignore: tuple[str, ...],
+    seed: int | None,
+    threads: int,
+    register: bool,
+) -> None:
+    """Cross-validate a model of a flat table; print AUC and KS (mean, std) as JSON."""
+    import time
+    from dataclasses import replace
+
+    from models import tabular
+    from models.registry import ModelRegistry, RegistryError
+
+    started = time.perf_counter()
+    registry = ModelRegistry(settings_from(data_dir, config_file).data_dir) if register else None
+    params = tabular.TableParams(folds=folds, num_threads=threads)
+    if seed is not None:
+        params = replace(params, seed=seed)
+    try:
+        table = tabular.read_table(
+            csv_path, target, bad, bad_vs_rest=bad_vs_rest, ignore=ignore, params=params
+        )
+        cv = tabular.cross_validate(table, params)
+        summary = tabular.summary(table, cv)
+        if registry is not None:
+            trained = tabular.fit_final(table, cv, params)
+            version = tabular.register(trained, registry)
+            summary |= {
+                "version": version,
+                "path": str(registry.path(version)),
+                "calibration": trained.calibration.method,
+                "best_iteration": cv.rounds,
+            }
+    except tabular.TableError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except RegistryError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(3)
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    click.echo(json.dumps(summary))
