@@ -9,6 +9,10 @@ Layout under ``<data_dir>/models/``::
                                  calibration choice, metrics, library versions, dates,
                                  and the sha256 of every artifact above
     <version>/manifest.sha256    the manifest's own sha256 (``sha256sum -c`` format)
+    <version>/compiled/          optional: the forest compiled by lleaves, with its own
+                                 record of hashes (:mod:`models.compiled`); attached after
+                                 registration, outside the manifest, so attaching it never
+                                 changes a verified artifact
     current                      the version served by default
 
 A version is ``<UTC creation time>-<first 8 hex of the model's sha256>``, e.g.
@@ -53,6 +57,7 @@ from models.training import TrainedModel
 
 __all__ = [
     "CATALOG_KIND",
+    "COMPILED_DIR",
     "TABULAR_KIND",
     "ArtifactIntegrityError",
     "CatalogMismatchError",
@@ -69,6 +74,7 @@ REPORT_FILE = "report.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_HASH_FILE = "manifest.sha256"
 CURRENT_FILE = "current"
+COMPILED_DIR = "compiled"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 CATALOG_KIND = "catalog"
 TABULAR_KIND = "tabular"
@@ -235,6 +241,36 @@ class ModelRegistry:
         if make_current:
             self.set_current(version)
         return version
+
+    def attach_compiled(self, version: str, files: dict[str, bytes]) -> Path:
+        """Store (or replace) ``<version>/compiled/`` with ``files`` and return its path.
+
+        The version's manifest and artifacts are not touched: the compiled files carry
+        their own record of hashes, checked by :func:`models.compiled.load_compiled`. The
+        directory is written under a temporary name and renamed into place; a replaced one
+        is renamed away first (a reader meanwhile sees none, and scores with LightGBM)."""
+        directory = self._directory(version)
+        if not files or any(name != Path(name).name or name.startswith(".") for name in files):
+            raise ValueError("compiled files must be plain file names")
+        incoming = directory / f".{COMPILED_DIR}-incoming-{os.getpid()}"
+        shutil.rmtree(incoming, ignore_errors=True)
+        incoming.mkdir()
+        target = directory / COMPILED_DIR
+        retired = directory / f".{COMPILED_DIR}-old-{os.getpid()}"
+        try:
+            for name, data in files.items():
+                _write(incoming / name, data)
+            _fsync_dir(incoming)
+            if target.exists():
+                shutil.rmtree(retired, ignore_errors=True)
+                target.rename(retired)
+            incoming.rename(target)
+            _fsync_dir(directory)
+        except BaseException:
+            shutil.rmtree(incoming, ignore_errors=True)
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
+        return target
 
     def set_current(self, version: str) -> None:
         directory = self._directory(version)

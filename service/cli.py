@@ -16,7 +16,7 @@ import click
 
 from service.cli_common import common_options, settings_from
 from service.features_cli import features
-from service.models_cli import report, train, train_table
+from service.models_cli import compile_model, report, train, train_table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +29,7 @@ main.add_command(features)
 main.add_command(train)
 main.add_command(report)
 main.add_command(train_table)
+main.add_command(compile_model)
 
 
 @main.command("store-info")

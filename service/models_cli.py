@@ -11,7 +11,7 @@ import click
 
 from service.cli_common import common_options, settings_from
 
-__all__ = ["report", "train", "train_table"]
+__all__ = ["compile_model", "report", "train", "train_table"]
 
 
 @click.command()
@@ -244,4 +244,61 @@ def train_table(
         click.echo(f"error: {err}", err=True)
         sys.exit(3)
     summary["seconds"] = round(time.perf_counter() - started, 2)
+    click.echo(json.dumps(summary))
+
+
+@click.command("compile")
+@common_options
+@click.argument("version", required=False)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1_000),
+    default=10_000,
+    show_default=True,
+    help="Sample rows (drawn within the model's split thresholds, with NaNs) on which the "
+    "compiled forest must equal LightGBM's raw score to 1e-9.",
+)
+def compile_model(
+    data_dir: Path | None, config_file: Path | None, version: str | None, rows: int
+) -> None:
+    """Compile a model's forest with lleaves (default: the current model), check it against
+    LightGBM and attach it to the version; print a JSON summary. Exit 2 if any sample row
+    differs by more than 1e-9 (nothing is attached), 3 if the model or lleaves is unusable."""
+    import time
+
+    from models.compiled import CompileError, compile_version
+    from models.registry import ModelRegistry, RegistryError
+
+    started = time.perf_counter()
+    registry = ModelRegistry(settings_from(data_dir, config_file).data_dir)
+    try:
+        result = compile_version(registry, version, rows=rows)
+    except (RegistryError, CompileError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(3)
+    equivalence = result.equivalence
+    if not equivalence.passed:
+        click.echo(
+            f"error: the compiled forest of model {result.version} differs from LightGBM by "
+            f"{equivalence.max_abs_diff} (tolerance {equivalence.tolerance}) on "
+            f"{equivalence.rows} sample rows; refusing it (nothing attached, LightGBM serves)",
+            err=True,
+        )
+        sys.exit(2)
+    record = result.record
+    summary = {
+        "version": result.version,
+        "path": str(result.path),
+        "engine": record["engine"],
+        "trees": record["trees"],
+        "object_sha256": record["object_sha256"],
+        "model_sha256": record["model_sha256"],
+        "rows": equivalence.rows,
+        "nan_values": equivalence.nan_values,
+        "max_abs_diff": equivalence.max_abs_diff,
+        "tolerance": equivalence.tolerance,
+        "libraries": record["libraries"],
+        "compile_seconds": record["compile_seconds"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
     click.echo(json.dumps(summary))
