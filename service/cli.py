@@ -234,9 +234,14 @@ def generate(
 def docs(check: bool, docs_dir: Path) -> None:
     """Regenerate the catalog documents in docs/ from their declarations."""
     from features.catalog_doc import render_features_doc
+    from features.warnings_doc import render_warnings_doc
     from records.catalog_doc import render_data_format
 
-    documents = {"data-format.md": render_data_format(), "features.md": render_features_doc()}
+    documents = {
+        "data-format.md": render_data_format(),
+        "features.md": render_features_doc(),
+        "warnings.md": render_warnings_doc(),
+    }
     stale = []
     for name, text in documents.items():
         path = docs_dir / name

@@ -13,6 +13,7 @@ import pytest
 from conftest import entity_row, write_csv
 
 from features.catalog_doc import render_features_doc
+from features.warnings_doc import render_warnings_doc
 from records.catalog_doc import render_data_format
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,8 +71,12 @@ def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "missing.toml" in result.stderr
 
 
-@pytest.mark.parametrize("name", ["data-format.md", "features.md"])
+@pytest.mark.parametrize("name", ["data-format.md", "features.md", "warnings.md"])
 def test_generated_docs_are_up_to_date(name: str) -> None:
-    documents = {"data-format.md": render_data_format(), "features.md": render_features_doc()}
+    documents = {
+        "data-format.md": render_data_format(),
+        "features.md": render_features_doc(),
+        "warnings.md": render_warnings_doc(),
+    }
     committed = (REPO / "docs" / name).read_text(encoding="utf-8")
     assert committed == documents[name], f"docs/{name} is stale: run `credit-risk docs`"
