@@ -18,6 +18,7 @@ __all__ = [
     "apply_scales",
     "entity_attributes",
     "inquiry_features",
+    "month_index",
     "person_attributes",
     "public_record_features",
     "repayment_features",
@@ -30,7 +31,7 @@ SECURED = ("collateral", "pledge")
 ABNORMAL_STATUSES = ("suspended", "revoked", "deregistered")
 
 
-def _month_index(col: pl.Expr) -> pl.Expr:
+def month_index(col: pl.Expr) -> pl.Expr:
     return col.dt.year().cast(pl.Int32) * 12 + col.dt.month().cast(pl.Int32) - 1
 
 
@@ -47,7 +48,7 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     # it ends, so the as-of month itself is rarely on file yet (age -1 when it is).
     m0 = point.as_of.year * 12 + point.as_of.month - 2
     age = pl.col("age")
-    rows = src.repayments.lazy().with_columns((m0 - _month_index(pl.col("period"))).alias("age"))
+    rows = src.repayments.lazy().with_columns((m0 - month_index(pl.col("period"))).alias("age"))
 
     # First per account (integer keys, tens of millions of rows), then per subject.
     per_account: list[pl.Expr] = [

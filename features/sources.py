@@ -21,13 +21,19 @@ from records.store import RecordStore
 from records.tables import TABLES
 
 __all__ = [
+    "INQUIRIES_SQL",
+    "PUBLIC_RECORDS_SQL",
     "PointInTime",
     "Sources",
+    "latest_versions",
     "load_defaults",
     "load_relations",
     "load_sources",
     "read_all_defaults",
     "read_all_relations",
+    "read_credit",
+    "read_frame",
+    "read_params",
 ]
 
 
@@ -78,7 +84,7 @@ WHERE reported_at < $cutoff
   AND ($all OR person_key IN (SELECT unnest($keys)))
 """
 
-# The reads return every version reported by the cut-off; ``_latest`` keeps the newest per
+# The reads return every version reported by the cut-off; ``latest_versions`` keeps the newest per
 # natural key (in polars: a window in SQL costs milliseconds per scoped read).
 # Relations are read by entity keys and by person keys separately (one indexed column each).
 _RELATIONS_OF_ENTITIES = """
@@ -132,7 +138,7 @@ FROM (
 JOIN _accounts_read a USING (source, account_id)
 """
 
-_PUBLIC_RECORDS = """
+PUBLIC_RECORDS_SQL = """
 SELECT source, record_id, subject_key, kind, event_date,
        CAST(amount * 100 AS BIGINT) AS amount_cents, status, cleared_on, reported_at
 FROM public_record
@@ -140,7 +146,7 @@ WHERE reported_at < $cutoff AND event_date <= $as_of
   AND ($all OR subject_key IN (SELECT unnest($keys)))
 """
 
-_INQUIRIES = """
+INQUIRIES_SQL = """
 SELECT inquiry_id, subject_key, source, inquired_at, reported_at
 FROM credit_inquiry
 WHERE reported_at < $cutoff AND inquired_at < $cutoff
@@ -158,7 +164,7 @@ GROUP BY subject_key
 """
 
 
-def _frame(store: RecordStore, sql: str, params: dict[str, object]) -> pl.DataFrame:
+def read_frame(store: RecordStore, sql: str, params: dict[str, object]) -> pl.DataFrame:
     names = {name for name in params if f"${name}" in sql}
     relation = store.connection.sql(sql, params={k: params[k] for k in names})
     table = relation.to_arrow_table()
@@ -174,12 +180,12 @@ def _repayments(
     account_ids = [] if params["all"] else accounts["account_id"].unique().to_list()
     store.connection.register("_accounts_read", keys.to_arrow())
     try:
-        return _frame(store, _REPAYMENTS, params | {"account_ids": account_ids})
+        return read_frame(store, _REPAYMENTS, params | {"account_ids": account_ids})
     finally:
         store.connection.unregister("_accounts_read")
 
 
-def _params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, object]:
+def read_params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, object]:
     return {
         "cutoff": point.reported_before,
         "as_of": point.as_of,
@@ -190,13 +196,13 @@ def _params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, obj
     }
 
 
-def _latest(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
+def latest_versions(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     """The newest version (by reported_at) of each record; versions never tie on it."""
     return frame.sort("reported_at").unique(subset=list(key), keep="last").drop("reported_at")
 
 
 def _relations(frame: pl.DataFrame, point: PointInTime) -> pl.DataFrame:
-    latest = _latest(frame, TABLES["relation"].stored_key)
+    latest = latest_versions(frame, TABLES["relation"].stored_key)
     valid = pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.lit(point.as_of))
     return latest.filter(valid).drop("valid_from", "valid_to")
 
@@ -204,14 +210,14 @@ def _relations(frame: pl.DataFrame, point: PointInTime) -> pl.DataFrame:
 def _read_relations(
     store: RecordStore, point: PointInTime, subjects: Sequence[str] | None
 ) -> pl.DataFrame:
-    params = _params(point, subjects)
+    params = read_params(point, subjects)
     if subjects is None:
-        return _relations(_frame(store, _RELATIONS_OF_ENTITIES, params), point)
+        return _relations(read_frame(store, _RELATIONS_OF_ENTITIES, params), point)
     keys: list[str] = params["keys"]  # type: ignore[assignment]
     entities = [k for k in keys if not is_person_key(k)]
     persons = [k for k in keys if is_person_key(k)]
     parts = [
-        _frame(store, sql, params | {"keys": scope})
+        read_frame(store, sql, params | {"keys": scope})
         for sql, scope in ((_RELATIONS_OF_ENTITIES, entities), (_RELATIONS_OF_PERSONS, persons))
         if scope
     ]
@@ -227,7 +233,7 @@ def read_all_relations(store: RecordStore, point: PointInTime) -> pl.DataFrame:
 
 def read_all_defaults(store: RecordStore, point: PointInTime) -> pl.DataFrame:
     """Every subject's defaults within the retention period, as of ``point``."""
-    return _frame(store, _DEFAULTS, _params(point, None))
+    return read_frame(store, _DEFAULTS, read_params(point, None))
 
 
 def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
@@ -237,7 +243,7 @@ def load_relations(store: RecordStore, point: PointInTime, subjects: Sequence[st
 
 def load_defaults(store: RecordStore, point: PointInTime, subjects: Sequence[str]) -> pl.DataFrame:
     """Defaults within the retention period of ``subjects``, as of ``point``."""
-    return _frame(store, _DEFAULTS, _params(point, subjects))
+    return read_frame(store, _DEFAULTS, read_params(point, subjects))
 
 
 # Frames of reads that a scope makes pointless (no entity in it, or no relations wanted).
@@ -271,9 +277,9 @@ def _empty(name: str) -> pl.DataFrame:
     return pl.DataFrame(schema=_EMPTY[name])
 
 
-def _credit(store: RecordStore, params: dict[str, object]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_credit(store: RecordStore, params: dict[str, object]) -> tuple[pl.DataFrame, pl.DataFrame]:
     accounts = (
-        _latest(_frame(store, _ACCOUNTS, params), TABLES["credit_account"].stored_key)
+        latest_versions(read_frame(store, _ACCOUNTS, params), TABLES["credit_account"].stored_key)
         .sort("source", "account_id")
         .with_row_index("account_no")
     )
@@ -290,30 +296,30 @@ def load_sources(
     """Every table as of ``point``; restricted to ``subjects`` (keys) when given. Without
     ``related``, relations and defaults (read only by related-party features) are left
     empty. Accounts and repayments are read on a second cursor meanwhile."""
-    params = _params(point, subjects)
+    params = read_params(point, subjects)
     keys: list[str] = params["keys"]  # type: ignore[assignment]
     persons_in_scope = subjects is None or any(is_person_key(k) for k in keys)
     entities_in_scope = subjects is None or not all(is_person_key(k) for k in keys)
     with store.cursor() as side, ThreadPoolExecutor(max_workers=1) as pool:
-        credit = pool.submit(_credit, side, params)
+        credit = pool.submit(read_credit, side, params)
         entities = (
-            _latest(_frame(store, _ENTITIES, params), ["subject_key"])
+            latest_versions(read_frame(store, _ENTITIES, params), ["subject_key"])
             if entities_in_scope
             else _empty("entities")
         )
         persons = (
-            _latest(_frame(store, _PERSONS, params), ["subject_key"])
+            latest_versions(read_frame(store, _PERSONS, params), ["subject_key"])
             if persons_in_scope
             else _empty("persons")
         )
         relations = _read_relations(store, point, subjects) if related else _empty("relations")
-        public_records = _latest(
-            _frame(store, _PUBLIC_RECORDS, params), TABLES["public_record"].stored_key
+        public_records = latest_versions(
+            read_frame(store, PUBLIC_RECORDS_SQL, params), TABLES["public_record"].stored_key
         ).drop("source", "record_id")
-        inquiries = _latest(
-            _frame(store, _INQUIRIES, params), TABLES["credit_inquiry"].stored_key
+        inquiries = latest_versions(
+            read_frame(store, INQUIRIES_SQL, params), TABLES["credit_inquiry"].stored_key
         ).drop("inquiry_id")
-        defaults = _frame(store, _DEFAULTS, params) if related else _empty("defaults")
+        defaults = read_frame(store, _DEFAULTS, params) if related else _empty("defaults")
         accounts, repayments = credit.result()
     return Sources(
         entities=entities,

@@ -17,17 +17,17 @@ from datetime import date, timedelta
 import polars as pl
 
 from features.catalog import SubjectKind
-from features.own import REVOLVING_PRODUCTS, _month_index
+from features.own import REVOLVING_PRODUCTS, month_index
 from features.pipeline import neighbourhood
 from features.related import MAJOR_SHARE_BP
 from features.sources import (
-    _INQUIRIES,
-    _PUBLIC_RECORDS,
+    INQUIRIES_SQL,
+    PUBLIC_RECORDS_SQL,
     PointInTime,
-    _credit,
-    _frame,
-    _latest,
-    _params,
+    latest_versions,
+    read_credit,
+    read_frame,
+    read_params,
 )
 from features.warnings import (
     DEFAULT_HIGH_UTILISATION,
@@ -110,7 +110,9 @@ def _items(
 
 
 def _public_items(store: RecordStore, params: dict[str, object], penalties: int) -> pl.DataFrame:
-    records = _latest(_frame(store, _PUBLIC_RECORDS, params), TABLES["public_record"].stored_key)
+    records = latest_versions(
+        read_frame(store, PUBLIC_RECORDS_SQL, params), TABLES["public_record"].stored_key
+    )
     active = records.filter(pl.col("status") == "active").with_columns(
         pl.col("kind").replace_strict(PUBLIC_RECORD_FLAGS, default=None).alias("code")
     )
@@ -140,7 +142,7 @@ def _public_items(store: RecordStore, params: dict[str, object], penalties: int)
 
 
 def _status_items(store: RecordStore, params: dict[str, object]) -> pl.DataFrame:
-    versions = _frame(store, _ENTITY_STATUS, params)
+    versions = read_frame(store, _ENTITY_STATUS, params)
     latest = versions.sort("reported_at").unique(subset=[KEY], keep="last")
     ended = latest.filter(pl.col("status").is_in(["revoked", "deregistered"]))
     since = pl.coalesce(pl.col("status_date"), pl.col("reported_at").dt.date())
@@ -157,10 +159,10 @@ def _status_items(store: RecordStore, params: dict[str, object]) -> pl.DataFrame
 def _credit_items(
     store: RecordStore, params: dict[str, object], point: PointInTime, high_utilisation: float
 ) -> pl.DataFrame:
-    accounts, repayments = _credit(store, params)
+    accounts, repayments = read_credit(store, params)
     m0 = point.as_of.year * 12 + point.as_of.month - 2  # the last complete month, as features
     rows = repayments.with_columns(
-        (m0 - _month_index(pl.col("period"))).alias("age"), pl.col("account_no").cast(pl.Int64)
+        (m0 - month_index(pl.col("period"))).alias("age"), pl.col("account_no").cast(pl.Int64)
     )
     latest = pl.col("period").arg_max()
     last_ok = pl.col("period").filter(pl.col("overdue_days") == 0).max()
@@ -239,8 +241,8 @@ def _credit_items(
 
 
 def _inquiry_items(store: RecordStore, params: dict[str, object], threshold: int) -> pl.DataFrame:
-    read = _frame(store, _INQUIRIES, params)
-    inquiries = _latest(read, TABLES["credit_inquiry"].stored_key).filter(
+    read = read_frame(store, INQUIRIES_SQL, params)
+    inquiries = latest_versions(read, TABLES["credit_inquiry"].stored_key).filter(
         pl.col("inquired_at") >= pl.lit(params["window_start"])
     )
     first = (
@@ -265,8 +267,8 @@ def _relations(store: RecordStore, params: dict[str, object], point: PointInTime
     reads = [(_RELATIONS_OF_ENTITIES, [k for k in keys if not is_person_key(k)])]
     if not params["all"]:  # a scoped read also reads the relations of the persons in scope
         reads.append((_RELATIONS_OF_PERSONS, [k for k in keys if is_person_key(k)]))
-    read = pl.concat([_frame(store, sql, params | {"keys": scope}) for sql, scope in reads])
-    latest = _latest(read.unique(), TABLES["relation"].stored_key)
+    read = pl.concat([read_frame(store, sql, params | {"keys": scope}) for sql, scope in reads])
+    latest = latest_versions(read.unique(), TABLES["relation"].stored_key)
     valid = pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.lit(point.as_of))
     ident = pl.concat_str(["uscc", "person_key", "role", pl.col("valid_from")], separator="/")
     return latest.filter(valid).with_columns(_record("relation", ident).alias("relation_record"))
@@ -375,7 +377,7 @@ def evaluate_warnings(
     point = PointInTime(as_of, retention_years)
     scope = None if subjects is None else neighbourhood(store, point, subjects)
     window = timedelta(days=DEFAULT_MULTI_PLATFORM_WINDOW_DAYS)
-    params = _params(point, scope) | {"window_start": point.reported_before - window}
+    params = read_params(point, scope) | {"window_start": point.reported_before - window}
     own = pl.concat(
         [
             _public_items(store, params, repeated_penalties),
