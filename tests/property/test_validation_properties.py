@@ -17,8 +17,10 @@ from records.validation import parse_field
 def _run(kind: FieldKind, values: list[str], **extra: object) -> list[tuple[object, object]]:
     spec = FieldSpec("x", kind, "test", **extra)  # type: ignore[arg-type]
     value, bad = parse_field(spec, pl.String)
+    # The value of a rejected row is never used (and may not even be a Python date,
+    # e.g. year 0), so it is only kept where the row is valid.
     frame = pl.DataFrame({"x": values}, schema={"x": pl.String}).select(
-        value.alias("v"), bad.alias("e")
+        pl.when(bad.is_null()).then(value).alias("v"), bad.alias("e")
     )
     return list(zip(frame["v"].to_list(), frame["e"].to_list(), strict=True))
 
