@@ -275,6 +275,66 @@ _REPAYMENT += [
         code="R63",
         reason="Little repayment history",
     ),
+    # Whole retained history: estimates how a subject usually pays, not only lately.
+    _f(
+        "rep_late_months_share",
+        BOTH,
+        "Share of reported account-months with any amount past due, over the retained history",
+        direction=UP,
+        group="repayment",
+        code="R64",
+        reason="Often paid late",
+    ),
+    _f(
+        "rep_months_30plus_all",
+        BOTH,
+        "Account-months 30+ days past due over the retained history",
+        dtype=FeatureDtype.INT,
+        direction=UP,
+        group="repayment",
+        code="R65",
+        reason="Repeated serious delinquency on record",
+    ),
+    _f(
+        "rep_worst_overdue_days_all",
+        BOTH,
+        "Worst days past due on any account over the retained history",
+        direction=UP,
+        group="repayment",
+        code="R66",
+        reason="Serious delinquency on record",
+    ),
+    _f(
+        "rep_utilisation_avg_12m",
+        BOTH,
+        "Average monthly balance over limit of revolving and credit-line accounts in the last "
+        "12 months",
+        window=12,
+        direction=UP,
+        group="repayment",
+        code="R68",
+        reason="Credit lines used heavily over the year",
+    ),
+    _f(
+        "rep_payment_ratio_24m",
+        BOTH,
+        "Amount paid over amount due in the last 24 months",
+        window=24,
+        direction=DOWN,
+        group="repayment",
+        code="R69",
+        reason="Paid less than was due over two years",
+    ),
+    _f(
+        "rep_accounts_ever_late",
+        BOTH,
+        "Accounts that were ever past due over the retained history",
+        dtype=FeatureDtype.INT,
+        direction=UP,
+        group="repayment",
+        code="R67",
+        reason="Several accounts paid late",
+    ),
 ]
 
 _PUBLIC_TEXT = {
@@ -324,8 +384,45 @@ for _i, _kind in enumerate(PUBLIC_RECORD_KINDS):
         ),
     ]
 
+INQUIRY_DAYS = (7, 30, 90, 180, 365)
+NEGATIVE_PUBLIC_KINDS = (
+    "court_judgment",
+    "enforcement",
+    "dishonest_debtor",
+    "consumption_restriction",
+    "administrative_penalty",
+    "tax_violation",
+)
+_PUBLIC.append(
+    _f(
+        "pub_negative_retained",
+        BOTH,
+        "Negative public records (judgments, enforcement, dishonest-debtor listings, "
+        "consumption restrictions, penalties, tax violations) within the retention period, "
+        "in force or cleared",
+        dtype=FeatureDtype.INT,
+        direction=UP,
+        group="public_record",
+        code="P99",
+        reason="Negative public records on file",
+    )
+)
+
+_PUBLIC.append(
+    _f(
+        "pub_records_retained",
+        BOTH,
+        "Public records of any kind within the retention period, in force or cleared",
+        dtype=FeatureDtype.INT,
+        direction=UP,
+        group="public_record",
+        code="P98",
+        reason="Public records on file",
+    )
+)
+
 _INQUIRY: list[FeatureSpec] = []
-for _days in (7, 30, 90):
+for _days in INQUIRY_DAYS:
     _INQUIRY += [
         _f(
             f"inq_count_{_days}d",
@@ -334,7 +431,7 @@ for _days in (7, 30, 90):
             dtype=FeatureDtype.INT,
             direction=UP,
             group="inquiry",
-            code=f"Q{_days:02d}",
+            code=f"Q{_days:03d}" if _days > 99 else f"Q{_days:02d}",
             reason=f"Many credit inquiries in the last {_days} days",
             window=None,
         ),
@@ -345,7 +442,7 @@ for _days in (7, 30, 90):
             dtype=FeatureDtype.INT,
             direction=UP,
             group="inquiry",
-            code=f"QP{_days:02d}",
+            code=f"QP{_days:03d}" if _days > 99 else f"QP{_days:02d}",
             reason=f"Applications to many lenders in the last {_days} days",
         ),
     ]

@@ -10,6 +10,7 @@ import math
 
 import polars as pl
 
+from features.catalog import INQUIRY_DAYS, NEGATIVE_PUBLIC_KINDS
 from features.sources import PointInTime, Sources
 from records.tables import INDUSTRIES, PUBLIC_RECORD_KINDS
 
@@ -58,6 +59,13 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         pl.col("amount_due_cents").filter(age < 6).sum().alias("due_6m"),
         pl.col("amount_paid_cents").filter(age < 6).sum().alias("paid_6m"),
         pl.len().alias("months"),
+        (pl.col("overdue_days") > 0).sum().alias("late_months"),
+        pl.col("balance_cents").filter(age < 12).sum().alias("balance_sum_12m"),
+        (age < 12).sum().alias("months_12m"),
+        pl.col("amount_due_cents").filter(age < 24).sum().alias("due_24m"),
+        pl.col("amount_paid_cents").filter(age < 24).sum().alias("paid_24m"),
+        (pl.col("overdue_days") >= 30).sum().alias("months_30plus_all"),
+        pl.col("overdue_days").max().alias("worst_all"),
         age.min().alias("latest_age"),
         pl.col("overdue_days").get(age.arg_min()).alias("latest_overdue_days"),
         pl.col("overdue_amount_cents").get(age.arg_min()).alias("latest_overdue_cents"),
@@ -92,6 +100,8 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         pl.col("balance_6_ago_cents").filter(then).sum() / then_limit
     )
     due = pl.col("due_6m").sum()
+    due_24m = pl.col("due_24m").sum()
+    limit_months = (pl.col("credit_limit_cents") * pl.col("months_12m")).filter(revolving).sum()
     history = by_account.group_by(KEY).agg(
         pl.col("worst_12m").max().cast(pl.Float64).alias("rep_worst_overdue_days_12m"),
         pl.col("worst_24m").max().cast(pl.Float64).alias("rep_worst_overdue_days_24m"),
@@ -99,6 +109,16 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         pl.col("since").min().cast(pl.Float64).alias("rep_months_since_delinquency"),
         pl.when(due > 0).then(pl.col("paid_6m").sum() / due).alias("rep_payment_ratio_6m"),
         pl.col("months").sum().alias("rep_months_reported"),
+        (pl.col("late_months").sum() / pl.col("months").sum()).alias("rep_late_months_share"),
+        pl.when(limit_months > 0)
+        .then(pl.col("balance_sum_12m").filter(revolving).sum() / limit_months)
+        .alias("rep_utilisation_avg_12m"),
+        pl.when(due_24m > 0)
+        .then(pl.col("paid_24m").sum() / due_24m)
+        .alias("rep_payment_ratio_24m"),
+        pl.col("months_30plus_all").sum().alias("rep_months_30plus_all"),
+        pl.col("worst_all").max().cast(pl.Float64).alias("rep_worst_overdue_days_all"),
+        (pl.col("late_months") > 0).sum().alias("rep_accounts_ever_late"),
         pl.col("latest_overdue_days")
         .filter(current)
         .max()
@@ -161,13 +181,15 @@ def public_record_features(src: Sources, point: PointInTime) -> pl.DataFrame:
                 f"pub_{kind}_months_since"
             ),
         ]
+    exprs.append(pl.col("kind").is_in(NEGATIVE_PUBLIC_KINDS).sum().alias("pub_negative_retained"))
+    exprs.append(pl.len().alias("pub_records_retained"))
     return records.group_by(KEY).agg(exprs).collect()
 
 
 def inquiry_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     cutoff = pl.lit(point.reported_before)
     exprs: list[pl.Expr] = []
-    for days in (7, 30, 90):
+    for days in INQUIRY_DAYS:
         recent = pl.col("inquired_at") >= cutoff - pl.duration(days=days)
         exprs += [
             recent.sum().alias(f"inq_count_{days}d"),

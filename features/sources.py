@@ -190,7 +190,7 @@ def read_params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str,
         "cutoff": point.reported_before,
         "as_of": point.as_of,
         "retention_start": point.retention_start,
-        "inquiry_start": datetime.combine(point.as_of - timedelta(days=90), time()),
+        "inquiry_start": datetime.combine(point.as_of - timedelta(days=365), time()),
         "all": subjects is None,
         "keys": sorted(set(subjects)) if subjects is not None else [],
     }
