@@ -33,6 +33,7 @@ __all__ = [
     "read_all_relations",
     "read_credit",
     "read_frame",
+    "read_inquiries",
     "read_params",
 ]
 
@@ -84,6 +85,9 @@ WHERE reported_at < $cutoff
   AND ($all OR person_key IN (SELECT unnest($keys)))
 """
 
+# Ranges on event dates and times (period, inquired_at) are applied in polars after the
+# read, not in SQL: with them DuckDB gives up the index on a scoped read (20 ms instead of
+# 2 ms for one subject's inquiries; 30 instead of 15 for its repayment months).
 # The reads return every version reported by the cut-off; ``latest_versions`` keeps the newest per
 # natural key (in polars: a window in SQL costs milliseconds per scoped read).
 # Relations are read by entity keys and by person keys separately (one indexed column each).
@@ -131,7 +135,7 @@ FROM (
            arg_max(struct_pack(balance, amount_due, amount_paid, overdue_days,
                                overdue_amount, status), reported_at) AS v
     FROM repayment
-    WHERE reported_at < $cutoff AND period <= $as_of AND period >= $retention_start
+    WHERE reported_at < $cutoff
       AND ($all OR account_id IN (SELECT unnest($account_ids)))
     GROUP BY source, account_id, period
 ) l
@@ -149,8 +153,7 @@ WHERE reported_at < $cutoff AND event_date <= $as_of
 INQUIRIES_SQL = """
 SELECT inquiry_id, subject_key, source, inquired_at, reported_at
 FROM credit_inquiry
-WHERE reported_at < $cutoff AND inquired_at < $cutoff
-  AND inquired_at >= $inquiry_start
+WHERE reported_at < $cutoff
   AND ($all OR subject_key IN (SELECT unnest($keys)))
 """
 
@@ -180,9 +183,24 @@ def _repayments(
     account_ids = [] if params["all"] else accounts["account_id"].unique().to_list()
     store.connection.register("_accounts_read", keys.to_arrow())
     try:
-        return read_frame(store, _REPAYMENTS, params | {"account_ids": account_ids})
+        months = read_frame(store, _REPAYMENTS, params | {"account_ids": account_ids})
     finally:
         store.connection.unregister("_accounts_read")
+    return months.filter(
+        (pl.col("period") <= pl.lit(params["as_of"]))
+        & (pl.col("period") >= pl.lit(params["retention_start"]))
+    )
+
+
+def read_inquiries(store: RecordStore, params: dict[str, object]) -> pl.DataFrame:
+    """The newest version of each inquiry made in [inquiry_start, cut-off)."""
+    latest = latest_versions(
+        read_frame(store, INQUIRIES_SQL, params), TABLES["credit_inquiry"].stored_key
+    )
+    return latest.filter(
+        (pl.col("inquired_at") < pl.lit(params["cutoff"]))
+        & (pl.col("inquired_at") >= pl.lit(params["inquiry_start"]))
+    )
 
 
 def read_params(point: PointInTime, subjects: Sequence[str] | None) -> dict[str, object]:
@@ -316,9 +334,7 @@ def load_sources(
         public_records = latest_versions(
             read_frame(store, PUBLIC_RECORDS_SQL, params), TABLES["public_record"].stored_key
         ).drop("source", "record_id")
-        inquiries = latest_versions(
-            read_frame(store, INQUIRIES_SQL, params), TABLES["credit_inquiry"].stored_key
-        ).drop("inquiry_id")
+        inquiries = read_inquiries(store, params).drop("inquiry_id")
         defaults = read_frame(store, _DEFAULTS, params) if related else _empty("defaults")
         accounts, repayments = credit.result()
     return Sources(

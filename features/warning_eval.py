@@ -21,12 +21,12 @@ from features.own import REVOLVING_PRODUCTS, month_index
 from features.pipeline import neighbourhood
 from features.related import MAJOR_SHARE_BP
 from features.sources import (
-    INQUIRIES_SQL,
     PUBLIC_RECORDS_SQL,
     PointInTime,
     latest_versions,
     read_credit,
     read_frame,
+    read_inquiries,
     read_params,
 )
 from features.warnings import (
@@ -241,8 +241,7 @@ def _credit_items(
 
 
 def _inquiry_items(store: RecordStore, params: dict[str, object], threshold: int) -> pl.DataFrame:
-    read = read_frame(store, INQUIRIES_SQL, params)
-    inquiries = latest_versions(read, TABLES["credit_inquiry"].stored_key).filter(
+    inquiries = read_inquiries(store, params).filter(
         pl.col("inquired_at") >= pl.lit(params["window_start"])
     )
     first = (
