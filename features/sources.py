@@ -35,6 +35,7 @@ __all__ = [
     "read_frame",
     "read_inquiries",
     "read_params",
+    "valid_relation_versions",
 ]
 
 
@@ -92,7 +93,7 @@ WHERE reported_at < $cutoff
 # natural key (in polars: a window in SQL costs milliseconds per scoped read).
 # Relations are read by entity keys and by person keys separately (one indexed column each).
 _RELATIONS_OF_ENTITIES = """
-SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
+SELECT source, uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
        valid_to, reported_at
 FROM relation
 WHERE reported_at < $cutoff AND valid_from <= $as_of
@@ -100,7 +101,7 @@ WHERE reported_at < $cutoff AND valid_from <= $as_of
 """
 
 _RELATIONS_OF_PERSONS = """
-SELECT uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
+SELECT source, uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp, valid_from,
        valid_to, reported_at
 FROM relation
 WHERE reported_at < $cutoff AND valid_from <= $as_of
@@ -219,29 +220,38 @@ def latest_versions(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
     return frame.sort("reported_at").unique(subset=list(key), keep="last").drop("reported_at")
 
 
-def _relations(frame: pl.DataFrame, point: PointInTime) -> pl.DataFrame:
-    latest = latest_versions(frame, TABLES["relation"].stored_key)
+def valid_relation_versions(
+    store: RecordStore, point: PointInTime, subjects: Sequence[str] | None
+) -> pl.DataFrame:
+    """The newest version of each relation valid at ``point`` that involves any of
+    ``subjects`` (USCCs or person keys; all when None), with its source and start."""
+    params = read_params(point, subjects)
+    if subjects is None:
+        read = read_frame(store, _RELATIONS_OF_ENTITIES, params)
+    else:
+        keys: list[str] = params["keys"]  # type: ignore[assignment]
+        entities = [k for k in keys if not is_person_key(k)]
+        persons = [k for k in keys if is_person_key(k)]
+        parts = [
+            read_frame(store, sql, params | {"keys": scope})
+            for sql, scope in (
+                (_RELATIONS_OF_ENTITIES, entities),
+                (_RELATIONS_OF_PERSONS, persons),
+            )
+            if scope
+        ]
+        if not parts:
+            return _empty("relation_versions")
+        read = pl.concat(parts)
+    latest = latest_versions(read, TABLES["relation"].stored_key)
     valid = pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.lit(point.as_of))
-    return latest.filter(valid).drop("valid_from", "valid_to")
+    return latest.filter(valid)
 
 
 def _read_relations(
     store: RecordStore, point: PointInTime, subjects: Sequence[str] | None
 ) -> pl.DataFrame:
-    params = read_params(point, subjects)
-    if subjects is None:
-        return _relations(read_frame(store, _RELATIONS_OF_ENTITIES, params), point)
-    keys: list[str] = params["keys"]  # type: ignore[assignment]
-    entities = [k for k in keys if not is_person_key(k)]
-    persons = [k for k in keys if is_person_key(k)]
-    parts = [
-        read_frame(store, sql, params | {"keys": scope})
-        for sql, scope in ((_RELATIONS_OF_ENTITIES, entities), (_RELATIONS_OF_PERSONS, persons))
-        if scope
-    ]
-    if not parts:
-        return _empty("relations")
-    return _relations(pl.concat(parts), point)
+    return valid_relation_versions(store, point, subjects).drop("source", "valid_from", "valid_to")
 
 
 def read_all_relations(store: RecordStore, point: PointInTime) -> pl.DataFrame:
@@ -286,6 +296,15 @@ _EMPTY: dict[str, dict[str, pl.DataType]] = {
         "person_key": pl.String(),
         "role": pl.String(),
         "share_bp": pl.Int64(),
+    },
+    "relation_versions": {
+        "source": pl.String(),
+        "uscc": pl.String(),
+        "person_key": pl.String(),
+        "role": pl.String(),
+        "share_bp": pl.Int64(),
+        "valid_from": pl.Date(),
+        "valid_to": pl.Date(),
     },
     "defaults": {"subject_key": pl.String(), "first_default": pl.Date(), "last_default": pl.Date()},
 }

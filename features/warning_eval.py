@@ -28,6 +28,7 @@ from features.sources import (
     read_frame,
     read_inquiries,
     read_params,
+    valid_relation_versions,
 )
 from features.warnings import (
     DEFAULT_HIGH_UTILISATION,
@@ -40,7 +41,7 @@ from features.warnings import (
     RELATED_PARTY_FLAGS,
     WARNING_CATALOG,
 )
-from records.pseudonym import PERSON_KEY_LENGTH, is_person_key
+from records.pseudonym import PERSON_KEY_LENGTH
 from records.store import RecordStore
 from records.tables import TABLES
 
@@ -64,22 +65,6 @@ SELECT uscc AS subject_key, source, status, status_date, reported_at
 FROM legal_entity
 WHERE reported_at < $cutoff AND established_on <= $as_of
   AND ($all OR uscc IN (SELECT unnest($keys)))
-"""
-# Relations with their source and start (the features' read drops both), read by entity
-# keys and by person keys separately, one indexed column each.
-_RELATIONS_OF_ENTITIES = """
-SELECT source, uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp,
-       valid_from, valid_to, reported_at
-FROM relation
-WHERE reported_at < $cutoff AND valid_from <= $as_of
-  AND ($all OR uscc IN (SELECT unnest($keys)))
-"""
-_RELATIONS_OF_PERSONS = """
-SELECT source, uscc, person_key, role, CAST(share * 10000 AS BIGINT) AS share_bp,
-       valid_from, valid_to, reported_at
-FROM relation
-WHERE reported_at < $cutoff AND valid_from <= $as_of
-  AND person_key IN (SELECT unnest($keys))
 """
 
 
@@ -262,15 +247,10 @@ def _inquiry_items(store: RecordStore, params: dict[str, object], threshold: int
 
 
 def _relations(store: RecordStore, params: dict[str, object], point: PointInTime) -> pl.DataFrame:
-    keys = [str(key) for key in params["keys"]]  # type: ignore[attr-defined]
-    reads = [(_RELATIONS_OF_ENTITIES, [k for k in keys if not is_person_key(k)])]
-    if not params["all"]:  # a scoped read also reads the relations of the persons in scope
-        reads.append((_RELATIONS_OF_PERSONS, [k for k in keys if is_person_key(k)]))
-    read = pl.concat([read_frame(store, sql, params | {"keys": scope}) for sql, scope in reads])
-    latest = latest_versions(read.unique(), TABLES["relation"].stored_key)
-    valid = pl.col("valid_to").is_null() | (pl.col("valid_to") >= pl.lit(point.as_of))
+    subjects = None if params["all"] else [str(key) for key in params["keys"]]  # type: ignore[attr-defined]
+    latest = valid_relation_versions(store, point, subjects)
     ident = pl.concat_str(["uscc", "person_key", "role", pl.col("valid_from")], separator="/")
-    return latest.filter(valid).with_columns(_record("relation", ident).alias("relation_record"))
+    return latest.with_columns(_record("relation", ident).alias("relation_record"))
 
 
 _PARTY_FIELDS = ("record", "kind", "date", "amount", "limit", "days_past_due")
