@@ -148,6 +148,15 @@ class FeatureStore:
         assert isinstance(rows, pl.DataFrame)
         self._load(as_of, rows)
 
+    def latest_as_of(self) -> date | None:
+        """The newest as-of date materialised for the running catalog, if any."""
+        self._ensure_tables()
+        latest = self.records.scalar(
+            "SELECT max(as_of) FROM feature_snapshot WHERE snapshot_table = ?",
+            [snapshot_table(self.catalog_hash)],
+        )
+        return latest if isinstance(latest, date) else None
+
     def refresh(self, subjects: Sequence[str]) -> pl.DataFrame:
         """Recompute the rows that ``subjects``' records can affect, swap them in and
         return them. Own features are recomputed for the touched subjects only; the
@@ -259,6 +268,17 @@ class FeatureStore:
         if row is None or self.as_of is None:
             return None
         return FeatureVector(self._types[row], subject_key, self.as_of, self._matrix[row].copy())
+
+    def keys(self) -> list[str]:
+        """Every served subject's key."""
+        with self._lock:
+            return list(self._index)
+
+    def rows(self, keys: Sequence[str]) -> tuple[list[str], npt.NDArray[np.float64]]:
+        """The subject types and a copy of the feature rows of ``keys`` (all served)."""
+        with self._lock:
+            positions = [self._index[key] for key in keys]
+            return [self._types[p] for p in positions], self._matrix[positions]
 
     def __len__(self) -> int:
         return len(self._index)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from records.ingest import Ingestor
+from collections.abc import Mapping
+
+import polars as pl
+
+from records.ingest import Ingestor, IngestSummary
 from records.pseudonym import Pseudonymiser, load_or_create_secret
 from records.store import RecordStore
 from settings import Settings
 
-__all__ = ["make_ingestor", "make_pseudonymiser", "open_store"]
+__all__ = ["ingest_frames", "make_ingestor", "make_pseudonymiser", "open_store"]
 
 
 def open_store(settings: Settings, *, read_only: bool = False) -> RecordStore:
@@ -35,3 +39,16 @@ def make_ingestor(
         csv_block_bytes=settings.ingest.csv_block_bytes,
         progress=progress,
     )
+
+
+def ingest_frames(
+    ingestor: Ingestor, frames: Mapping[str, pl.DataFrame], *, label: str
+) -> dict[str, IngestSummary]:
+    """Ingest a frame per table (e.g. a generated province), in reference order."""
+    from records.tables import TABLE_ORDER
+
+    return {
+        table: ingestor.ingest_frame(table, frames[table], label=f"{label}:{table}")
+        for table in TABLE_ORDER
+        if table in frames
+    }

@@ -17,6 +17,7 @@ import click
 from service.cli_common import common_options, settings_from
 from service.features_cli import features
 from service.models_cli import compile_model, report, train, train_table
+from service.server_cli import clients, score, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +31,9 @@ main.add_command(train)
 main.add_command(report)
 main.add_command(train_table)
 main.add_command(compile_model)
+main.add_command(serve)
+main.add_command(score)
+main.add_command(clients)
 
 
 @main.command("store-info")
@@ -170,7 +174,7 @@ def generate(
         inject_faults,
         write_files,
     )
-    from records.runtime import make_ingestor, open_store
+    from records.runtime import ingest_frames, make_ingestor, open_store
     from records.tables import TABLE_ORDER
 
     settings = settings_from(data_dir, config_file)
@@ -202,11 +206,9 @@ def generate(
     else:
         with open_store(settings) as store:
             ingestor = make_ingestor(settings, store, progress=not as_json)
+            summaries = ingest_frames(ingestor, frames, label=f"generator:seed={seed}")
             report["ingested"] = {}
-            for table in TABLE_ORDER:
-                summary = ingestor.ingest_frame(
-                    table, frames[table], label=f"generator:seed={seed}:{table}"
-                )
+            for table, summary in summaries.items():
                 report["ingested"][table] = {
                     k: getattr(summary, k) for k in ("read", "accepted", "duplicate", "rejected")
                 } | {"reasons": summary.reasons}

@@ -34,9 +34,11 @@ def common_options(command: F) -> F:
     return command
 
 
-def settings_from(data_dir: Path | None, config_file: Path | None) -> Settings:
+def settings_from(data_dir: Path | None, config_file: Path | None, **overrides: Any) -> Settings:
+    """The settings, with ``--data-dir`` and any other explicit overrides (None = unset);
+    invalid settings become a usage error that names the setting."""
     try:
-        return load_settings(config_file, data_dir=data_dir)
+        return load_settings(config_file, data_dir=data_dir, **overrides)
     except ConfigFileError as err:
         raise click.UsageError(str(err)) from None
     except ValidationError as err:

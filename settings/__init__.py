@@ -77,6 +77,74 @@ class FeatureSettings(BaseModel):
     )
 
 
+class TlsSettings(BaseModel):
+    """Transport security of the gRPC server; all unset = plaintext (127.0.0.1 only)."""
+
+    cert_file: Path | None = Field(default=None, description="server certificate chain (PEM)")
+    key_file: Path | None = Field(default=None, description="server private key (PEM)")
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) that client certificates must chain to; set = mutual TLS, "
+        "a client without such a certificate is refused during the handshake",
+    )
+
+
+class ServerSettings(BaseModel):
+    """The online gRPC service."""
+
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=50051, ge=0, le=65535, description="port; 0 = any free port")
+    workers: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="threads of the sync server's pool: at most this many calls run at once "
+        "(a long-lived stream holds one)",
+    )
+    grace_seconds: float = Field(
+        default=10.0, ge=0, description="on SIGTERM, how long in-flight calls may finish"
+    )
+    max_message_bytes: int = Field(
+        default=1 << 20, ge=1 << 10, description="largest request or response message"
+    )
+    max_stream_items: int = Field(
+        default=1_000_000, ge=1, description="most requests one ScoreStream call may carry"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Prometheus endpoint address")
+    metrics_port: int | None = Field(
+        default=9464, ge=0, le=65535, description="Prometheus /metrics port; unset = off"
+    )
+    clients_file: Path | None = Field(
+        default=None, description="API clients (hashed keys); default <data_dir>/clients.json"
+    )
+    idempotency_window_seconds: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="how long the same request_id from the same client returns the same "
+        "decision",
+    )
+    idempotency_max_entries: int = Field(
+        default=1_000_000, ge=0, description="stored answers kept for idempotency, at most"
+    )
+    non_inquiry_purposes: list[str] = Field(
+        default_factory=lambda: ["post_loan_management", "self_inquiry"],
+        description="purposes whose queries are not recorded as credit inquiries (they do "
+        "not count against the subject, as bureau practice has it)",
+    )
+    inquiry_flush_seconds: float = Field(
+        default=1.0, gt=0, description="how often recorded inquiries are written to the store"
+    )
+    model_version: str | None = Field(
+        default=None, description="registered model version to serve; unset = current"
+    )
+    as_of: str | None = Field(
+        default=None,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="feature snapshot date to serve (YYYY-MM-DD); unset = the latest one",
+    )
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+
 class Settings(BaseSettings):
     """Everything configurable about the service."""
 
@@ -96,10 +164,15 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
     @property
     def store_path(self) -> Path:
         return self.store.path or self.data_dir / "store.duckdb"
+
+    @property
+    def clients_path(self) -> Path:
+        return self.server.clients_file or self.data_dir / "clients.json"
 
     @property
     def pseudonym_secret_path(self) -> Path:

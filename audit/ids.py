@@ -1,0 +1,38 @@
+"""Decision identifiers: sortable by time, unguessable, 26 characters.
+
+The layout of a ULID (48 bits of milliseconds since the epoch, then 80 random bits, in
+Crockford's base32), so ids sort in the order decisions were made and a log can be
+searched by id prefix; the random part makes them unguessable and collision-free across
+replicas without coordination.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+__all__ = ["decision_id", "decision_id_time_ms"]
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE = {ch: i for i, ch in enumerate(_ALPHABET)}
+
+
+def decision_id(now_ms: int | None = None) -> str:
+    """A new decision id for a decision made at ``now_ms`` (default: now)."""
+    millis = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    value = (millis << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def decision_id_time_ms(identifier: str) -> int:
+    """The milliseconds since the epoch encoded in a decision id."""
+    if len(identifier) != 26 or any(ch not in _DECODE for ch in identifier):
+        raise ValueError("a decision id is 26 characters of Crockford base32")
+    value = 0
+    for ch in identifier:
+        value = (value << 5) | _DECODE[ch]
+    return value >> 80

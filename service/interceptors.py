@@ -1,0 +1,377 @@
+"""Cross-cutting concerns of every call, as server interceptors (outermost first):
+
+1. :class:`ObservabilityInterceptor` opens the call's :class:`CallInfo` (request id,
+   method, start time), and when the call ends writes one JSON log line and the
+   Prometheus call counter and latency histogram, by method and status code;
+2. :class:`ErrorInterceptor` turns any problem raised further in into the call's status
+   (:mod:`service.status` decides which), an unexpected exception into ``INTERNAL``;
+3. :class:`AuthInterceptor` authenticates the API key, checks the client's role against
+   the method's policy and spends its quota.
+
+grpc runs ``intercept_service`` on its polling thread, so each interceptor only wraps the
+method handler there; the work happens in the wrapped behaviour, on the worker thread that
+runs the call. The call's :class:`CallInfo` lives in a context variable for that thread
+(a response-streaming behaviour is iterated on the same thread).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from service.clients import Client, ClientRegistry, Role
+from service.problems import PermissionDenied, RequestProblem, Unauthenticated
+from service.quotas import QuotaBook
+from service.status import failure_of, grpc_status
+
+__all__ = [
+    "METHOD_POLICIES",
+    "AuthInterceptor",
+    "CallInfo",
+    "CallMetrics",
+    "ErrorInterceptor",
+    "MethodPolicy",
+    "ObservabilityInterceptor",
+    "current_call",
+]
+
+_log = logging.getLogger("creditrisk.errors")
+call_log = logging.getLogger("creditrisk.calls")
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID = 128
+
+
+@dataclass
+class CallInfo:
+    method: str
+    request_id: str
+    started: float
+    client: Client | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_CALL: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("call", default=None)
+
+
+def current_call() -> CallInfo:
+    """The call being served on this thread (set by the observability interceptor)."""
+    call = _CALL.get()
+    if call is None:
+        raise RuntimeError("no call is being served on this thread")
+    return call
+
+
+@dataclass(frozen=True)
+class MethodPolicy:
+    roles: frozenset[Role]
+    per_call_quota: bool  # unary calls spend one unit; streams spend per item themselves
+
+
+_SCORERS = frozenset({Role.LENDER, Role.AGENCY})
+_EVERYONE = frozenset(Role)
+METHOD_POLICIES: dict[str, MethodPolicy] = {
+    "/creditrisk.v1.CreditRisk/Score": MethodPolicy(_SCORERS, True),
+    "/creditrisk.v1.CreditRisk/ScoreStream": MethodPolicy(_SCORERS, False),
+    "/creditrisk.v1.CreditRisk/GetWarnings": MethodPolicy(_SCORERS, True),
+    "/creditrisk.v1.CreditRisk/WatchAlerts": MethodPolicy(frozenset({Role.LENDER}), True),
+    "/creditrisk.v1.CreditRisk/GetModelInfo": MethodPolicy(_EVERYONE, True),
+    "/creditrisk.v1.Records/SubmitRecords": MethodPolicy(frozenset({Role.REPORTER}), False),
+}
+_AUDIT_PREFIX = "/creditrisk.v1.Audit/"
+_AUDIT_POLICY = MethodPolicy(frozenset({Role.REGULATOR}), True)
+_OURS = "/creditrisk.v1."
+
+
+def policy_of(method: str) -> MethodPolicy | None:
+    """The access policy of a method of ours; None for the standard services (health,
+    reflection), which answer without a key."""
+    if method.startswith(_AUDIT_PREFIX):
+        return _AUDIT_POLICY
+    policy = METHOD_POLICIES.get(method)
+    if policy is None and method.startswith(_OURS):
+        return MethodPolicy(frozenset(), True)  # an unknown method of ours: nobody
+    return policy
+
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Wraps each method handler's behaviour with :meth:`around`."""
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None or not self.applies(details.method):
+            return handler
+        method = details.method
+        if handler.unary_unary:
+            inner = handler.unary_unary
+            return grpc.unary_unary_rpc_method_handler(
+                lambda request, context: self.around(method, inner, request, context, False),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner = handler.unary_stream
+            return grpc.unary_stream_rpc_method_handler(
+                lambda request, context: self.around(method, inner, request, context, True),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            inner = handler.stream_unary
+            return grpc.stream_unary_rpc_method_handler(
+                lambda requests, context: self.around(method, inner, requests, context, False),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        inner = handler.stream_stream
+        return grpc.stream_stream_rpc_method_handler(
+            lambda requests, context: self.around(method, inner, requests, context, True),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def applies(self, method: str) -> bool:
+        return True
+
+    def around(
+        self,
+        method: str,
+        behaviour: Behaviour,
+        request: Any,
+        context: grpc.ServicerContext,
+        streams_out: bool,
+    ) -> Any:
+        raise NotImplementedError
+
+
+class CallMetrics:
+    """The Prometheus series of the service, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.calls = Counter(
+            "creditrisk_calls",
+            "gRPC calls finished, by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "creditrisk_call_seconds",
+            "gRPC call latency from the first byte handled to the status, by method and code",
+            ["method", "code"],
+            buckets=(
+                0.0002,
+                0.0005,
+                0.001,
+                0.002,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+            ),
+            registry=self.registry,
+        )
+        self.stream_items = Counter(
+            "creditrisk_stream_items",
+            "Items answered inside streams, by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+
+
+def _request_id(request: Any, context: grpc.ServicerContext) -> str:
+    value = getattr(request, "request_id", "") if hasattr(request, "DESCRIPTOR") else ""
+    if not value:
+        for key, item in context.invocation_metadata() or ():
+            if key == REQUEST_ID_HEADER and isinstance(item, str):
+                value = item
+                break
+    if not value or len(value) > MAX_REQUEST_ID or not value.isprintable():
+        value = uuid.uuid4().hex  # ours, so the caller can still quote it
+    return str(value)
+
+
+def _code_name(context: grpc.ServicerContext, error: BaseException | None) -> str:
+    code = context.code() if hasattr(context, "code") else None
+    if code is None:
+        return "UNKNOWN" if error is not None else "OK"
+    return str(code.name)
+
+
+class ObservabilityInterceptor(_WrappingInterceptor):
+    def __init__(self, metrics: CallMetrics) -> None:
+        self.metrics = metrics
+
+    def around(
+        self,
+        method: str,
+        behaviour: Behaviour,
+        request: Any,
+        context: grpc.ServicerContext,
+        streams_out: bool,
+    ) -> Any:
+        call = CallInfo(method, _request_id(request, context), time.perf_counter())
+        token = _CALL.set(call)
+        if streams_out:
+            _CALL.reset(token)
+            return self._stream(call, behaviour, request, context)
+        error: BaseException | None = None
+        try:
+            return behaviour(request, context)
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            _CALL.reset(token)
+            self._finish(call, context, error)
+
+    def _stream(
+        self,
+        call: CallInfo,
+        behaviour: Behaviour,
+        request: Any,
+        context: grpc.ServicerContext,
+    ) -> Iterator[Any]:
+        error: BaseException | None = None
+        token = _CALL.set(call)
+        try:
+            yield from behaviour(request, context)
+        except BaseException as err:
+            error = err
+            raise
+        finally:
+            _CALL.reset(token)
+            self._finish(call, context, error)
+
+    def _finish(
+        self, call: CallInfo, context: grpc.ServicerContext, error: BaseException | None
+    ) -> None:
+        elapsed = time.perf_counter() - call.started
+        code = "CANCELLED" if isinstance(error, GeneratorExit) else _code_name(context, error)
+        method = call.method.rsplit("/", 1)[-1]
+        self.metrics.calls.labels(method, code).inc()
+        self.metrics.latency.labels(method, code).observe(elapsed)
+        call_log.info(
+            "call",
+            extra={
+                "request_id": call.request_id,
+                "client": call.client.name if call.client else None,
+                "method": call.method,
+                "status": code,
+                "latency_ms": round(elapsed * 1000, 3),
+                **call.extra,
+            },
+        )
+
+
+def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
+    call = _CALL.get()
+    request_id = call.request_id if call else ""
+    failure = failure_of(error)
+    if not isinstance(error, RequestProblem):
+        _log.error(
+            "internal error in %s (request %s)",
+            call.method if call else "?",
+            request_id,
+            exc_info=error,
+        )
+    context.abort_with_status(grpc_status(failure, request_id))
+
+
+class ErrorInterceptor(_WrappingInterceptor):
+    def around(
+        self,
+        method: str,
+        behaviour: Behaviour,
+        request: Any,
+        context: grpc.ServicerContext,
+        streams_out: bool,
+    ) -> Any:
+        if streams_out:
+            return self._stream(behaviour, request, context)
+        try:
+            return behaviour(request, context)
+        except Exception as err:
+            if context.code() is not None:  # already ended with a status on purpose
+                raise
+            _abort(context, err)
+
+    def _stream(
+        self, behaviour: Behaviour, request: Any, context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        try:
+            yield from behaviour(request, context)
+        except Exception as err:
+            if context.code() is not None:
+                raise
+            _abort(context, err)
+
+
+class AuthInterceptor(_WrappingInterceptor):
+    def __init__(self, clients: ClientRegistry, quotas: QuotaBook) -> None:
+        self.clients = clients
+        self.quotas = quotas
+
+    def applies(self, method: str) -> bool:
+        return policy_of(method) is not None
+
+    def authenticate(self, context: grpc.ServicerContext) -> Client:
+        header = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                header = value
+                break
+        if not isinstance(header, str) or not header:
+            raise Unauthenticated("missing `authorization: Bearer <key>` metadata")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("the authorization metadata must be `Bearer <key>`")
+        client = self.clients.authenticate(key.strip())
+        if client is None:
+            raise Unauthenticated("the API key is not valid (unknown or revoked)")
+        return client
+
+    def around(
+        self,
+        method: str,
+        behaviour: Behaviour,
+        request: Any,
+        context: grpc.ServicerContext,
+        streams_out: bool,
+    ) -> Any:
+        policy = policy_of(method)
+        assert policy is not None
+        client = self.authenticate(context)
+        call = _CALL.get()
+        if call is not None:
+            call.client = client
+        if client.role not in policy.roles:
+            allowed = ", ".join(sorted(role.value for role in policy.roles)) or "no role"
+            raise PermissionDenied(
+                f"role {client.role.value!r} may not call {method.rsplit('/', 1)[-1]} "
+                f"(allowed: {allowed})"
+            )
+        if policy.per_call_quota:
+            self.quotas.take(client)
+        return behaviour(request, context)

@@ -1,0 +1,177 @@
+"""Answering a scoring query: the domain side of Score, ScoreStream and GetWarnings.
+
+No gRPC here: the servicers decode a request into a :class:`ScoreQuery`, call
+:class:`Scorer`, and encode what comes back. The scorer checks the request (identifier,
+purpose, consent), finds the subject's precomputed decision, stamps it with a decision id
+and time, remembers it for idempotent retries and records the query as a credit inquiry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+
+from audit.ids import decision_id
+from features.warnings import Severity
+from models.decisions import SEVERITY_ORDER, DecisionBook, SubjectDecision, WarningFlag
+from records.identifiers import InvalidIdentifier, validate_resident_id, validate_uscc
+from records.pseudonym import Pseudonymiser
+from records.tables import INQUIRY_PURPOSES
+from service.clients import Client
+from service.idempotency import IdempotencyCache
+from service.inquiries import InquiryRecorder
+from service.problems import ConsentRequired, InvalidRequest, NotReady, SubjectNotFound
+
+__all__ = ["MAX_REFERENCE_LENGTH", "ScoreQuery", "ScoredDecision", "Scorer", "SubjectQuery"]
+
+MAX_REFERENCE_LENGTH = 128  # request_id and authorization_id
+
+
+@dataclass(frozen=True)
+class SubjectQuery:
+    """The identifier a caller sent: at most one of the two is set by a valid request."""
+
+    uscc: str | None = None
+    resident_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoreQuery:
+    subject: SubjectQuery
+    purpose: str | None  # one of records.tables.INQUIRY_PURPOSES, None = not given
+    authorization_id: str = ""
+    request_id: str = ""
+    explain: bool = False
+    min_severity: Severity | None = None  # GetWarnings only
+
+    def fingerprint(self, method: str) -> tuple[object, ...]:
+        """What must be equal for a retried request_id to be the same request."""
+        return (method, self.subject, self.purpose, self.authorization_id)
+
+
+@dataclass(frozen=True)
+class ScoredDecision:
+    """A decision as given to one caller."""
+
+    decision_id: str
+    decided_at: datetime
+    subject: SubjectDecision
+    client: str
+    purpose: str
+    authorization_id: str
+    request_id: str
+    warning_rules_version: str
+    replayed: bool = False  # the stored answer to an earlier request with this request_id
+
+    def warnings(self, min_severity: Severity | None = None) -> tuple[WarningFlag, ...]:
+        if min_severity is None:
+            return self.subject.warnings
+        floor = SEVERITY_ORDER[min_severity]
+        return tuple(f for f in self.subject.warnings if SEVERITY_ORDER[f.severity] >= floor)
+
+
+def _check_reference(value: str, field: str) -> None:
+    if len(value) > MAX_REFERENCE_LENGTH:
+        raise InvalidRequest(
+            field, "too_long", f"{field} is longer than {MAX_REFERENCE_LENGTH} characters"
+        )
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        raise InvalidRequest(field, "control_character", f"{field} contains a control character")
+
+
+class Scorer:
+    def __init__(
+        self,
+        book: DecisionBook,
+        pseudonymiser: Pseudonymiser,
+        *,
+        inquiries: InquiryRecorder | None,
+        idempotency: IdempotencyCache[ScoredDecision],
+        non_inquiry_purposes: Collection[str] = ("post_loan_management", "self_inquiry"),
+    ) -> None:
+        unknown = set(non_inquiry_purposes) - set(INQUIRY_PURPOSES)
+        if unknown:
+            raise ValueError(f"non-inquiry purposes not among {INQUIRY_PURPOSES}: {unknown}")
+        self.book = book
+        self.pseudonymiser = pseudonymiser
+        self.inquiries = inquiries
+        self.idempotency = idempotency
+        self.non_inquiry_purposes = frozenset(non_inquiry_purposes)
+
+    # -- checks -------------------------------------------------------------------------
+
+    def subject_key(self, subject: SubjectQuery, today: date) -> tuple[str, str, str]:
+        """(subject_type, subject_key, identifier) of a valid identifier; the key of a
+        person is its pseudonym."""
+        if (subject.uscc is None) == (subject.resident_id is None):
+            raise InvalidRequest(
+                "subject", "required", "set exactly one of subject.uscc or subject.resident_id"
+            )
+        try:
+            if subject.uscc is not None:
+                validate_uscc(subject.uscc)
+                return "entity", subject.uscc, subject.uscc
+            assert subject.resident_id is not None
+            validate_resident_id(subject.resident_id, today=today)
+        except InvalidIdentifier as err:
+            field = "subject.uscc" if subject.uscc is not None else "subject.resident_id"
+            raise InvalidRequest(field, err.rule, f"{field}: {err}") from None
+        key = self.pseudonymiser.person_key(subject.resident_id)
+        return "person", key, subject.resident_id
+
+    def _check(self, query: ScoreQuery, subject_type: str) -> str:
+        if query.purpose is None:
+            raise InvalidRequest("purpose", "required", "purpose is required")
+        _check_reference(query.request_id, "request_id")
+        _check_reference(query.authorization_id, "authorization_id")
+        if subject_type == "person" and not query.authorization_id:
+            raise ConsentRequired(
+                "authorization_id",
+                "scoring a natural person requires the subject's authorization: set "
+                "authorization_id to the reference of the signed consent",
+            )
+        return query.purpose
+
+    # -- answers ------------------------------------------------------------------------
+
+    def decide(self, query: ScoreQuery, client: Client, method: str) -> ScoredDecision:
+        """The decision about ``query``'s subject for ``client`` (Score, GetWarnings)."""
+        now = datetime.now(UTC)
+        subject_type, key, identifier = self.subject_key(query.subject, now.date())
+        purpose = self._check(query, subject_type)
+        fingerprint = query.fingerprint(method)
+        stored = self.idempotency.get(client.name, query.request_id, fingerprint)
+        if stored is not None:
+            return replace(stored, replayed=True)
+        if self.book.as_of is None:
+            raise NotReady("the service is loading its model and features; retry shortly")
+        found = self.book.lookup(key)
+        if found is None:
+            raise SubjectNotFound(
+                f"no records on file for this {'entity' if subject_type == 'entity' else 'person'}"
+                f" as of {self.book.as_of.isoformat()}"
+            )
+        mine = ScoredDecision(
+            decision_id=decision_id(),
+            decided_at=now,
+            subject=found,
+            client=client.name,
+            purpose=purpose,
+            authorization_id=query.authorization_id,
+            request_id=query.request_id,
+            warning_rules_version=self.book.warning_rules_version,
+        )
+        answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)
+        if answer is not mine:  # a concurrent retry of the same request stored its answer
+            return replace(answer, replayed=True)
+        if self.inquiries is not None and purpose not in self.non_inquiry_purposes:
+            self.inquiries.record(
+                inquiry_id=answer.decision_id,
+                subject_type=subject_type,
+                subject_id=identifier,
+                purpose=purpose,
+                inquired_at=now,
+                source=client.source,
+            )
+        return answer
