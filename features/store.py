@@ -269,7 +269,7 @@ class FeatureStore:
             return None
         return FeatureVector(self._types[row], subject_key, self.as_of, self._matrix[row].copy())
 
-    def keys(self) -> list[str]:
+    def subject_keys(self) -> list[str]:
         """Every served subject's key."""
         with self._lock:
             return list(self._index)

@@ -166,7 +166,7 @@ class DecisionBook:
     def rebuild(self, warnings: pl.DataFrame) -> None:
         """Decide every subject of the feature store; ``warnings`` are the flags raised as
         of the same date (all subjects)."""
-        keys = list(self.features.keys())
+        keys = list(self.features.subject_keys())
         self._decisions = self._decide(keys, flags_from_frame(warnings))
 
     def update(self, subject_keys: Iterable[str], warnings: pl.DataFrame) -> int:

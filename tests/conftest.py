@@ -1,14 +1,20 @@
-"""Shared fixtures: a real DuckDB file per test, valid identifiers on demand."""
+"""Shared fixtures: a real DuckDB file per test, valid identifiers on demand, and (for the
+service tests) a demo data directory with a real server on a local port serving it."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import grpc
 import polars as pl
 import pytest
 
+from records.generator import ProvinceParams, generate_province
 from records.identifiers import (
     organisation_check_character,
     resident_id_check_character,
@@ -17,6 +23,9 @@ from records.identifiers import (
 from records.ingest import Ingestor
 from records.pseudonym import Pseudonymiser
 from records.store import RecordStore
+from service.demo import DemoPlan, prepare_demo
+from service.server import CreditRiskServer
+from settings import Settings, load_settings
 
 TEST_SECRET = b"0123456789abcdef0123456789abcdef-test-secret"
 TODAY = date(2026, 11, 26)
@@ -82,3 +91,59 @@ def person_row(n: int, **changes: str | None) -> dict[str, str | None]:
     }
     row.update(changes)
     return row
+
+
+# -- the service -------------------------------------------------------------------------
+
+PLAN = DemoPlan(entities=600, persons=1400, train_months=9, validation_months=3)
+ROLES = ("lender", "agency", "regulator", "reporter", "admin")
+
+
+@dataclass
+class ServiceData:
+    data_dir: Path
+    pristine: Path  # an untouched copy, for servers in other processes
+    keys: dict[str, str]  # role -> API key
+    frames: dict[str, pl.DataFrame]  # the generated records, raw identifiers included
+
+
+def service_settings(data_dir: Path, **server: Any) -> Settings:
+    return load_settings(data_dir=data_dir, server={"port": 0, "metrics_port": 0, **server})
+
+
+@pytest.fixture(scope="session")
+def service_data(tmp_path_factory: pytest.TempPathFactory) -> ServiceData:
+    directory = tmp_path_factory.mktemp("service")
+    result = prepare_demo(load_settings(data_dir=directory), PLAN)
+    pristine = tmp_path_factory.mktemp("service-pristine") / "data"
+    shutil.copytree(directory, pristine)
+    frames = generate_province(
+        ProvinceParams(
+            entities=PLAN.entities,
+            persons=PLAN.persons,
+            seed=PLAN.seed,
+            end_date=PLAN.end_date,
+            months=PLAN.months,
+        )
+    )
+    keys = {role: result.keys[f"demo-{role}"] for role in ROLES}
+    return ServiceData(directory, pristine, keys, frames)
+
+
+@pytest.fixture(scope="session")
+def live_server(service_data: ServiceData) -> Iterator[CreditRiskServer]:
+    server = CreditRiskServer(service_settings(service_data.data_dir))
+    server.start()
+    server.load_and_serve()
+    yield server
+    server.stop(1)
+
+
+@pytest.fixture(scope="session")
+def channel(live_server: CreditRiskServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{live_server.port}") as opened:
+        yield opened
+
+
+def bearer(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
