@@ -1,0 +1,75 @@
+"""audit.ids: ULID-layout decision ids."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from audit.ids import decision_id, decision_id_time_ms
+
+CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # no I, L, O, U
+NOW_MS = 1_795_000_000_000  # late 2026
+
+
+def test_an_id_is_26_characters_of_crockford_base32() -> None:
+    ident = decision_id(NOW_MS)
+    assert len(ident) == 26
+    assert set(ident) <= CROCKFORD
+
+
+def test_default_time_is_now() -> None:
+    before = time.time_ns() // 1_000_000
+    ident = decision_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= decision_id_time_ms(ident) <= after
+
+
+def test_time_round_trips() -> None:
+    assert decision_id_time_ms(decision_id(NOW_MS)) == NOW_MS
+
+
+def test_epoch_is_all_zero_time_characters() -> None:
+    ident = decision_id(0)
+    assert ident[:10] == "0000000000"
+    assert decision_id_time_ms(ident) == 0
+
+
+def test_decodes_the_ulid_specification_example() -> None:
+    # The ulid reference implementation: decodeTime("01ARYZ6S41TSV4RRFFQ69G5FAV") is 1469918176385.
+    assert decision_id_time_ms("01ARYZ6S41TSV4RRFFQ69G5FAV") == 1_469_918_176_385
+
+
+def test_ids_sort_in_time_order() -> None:
+    times = [NOW_MS + step for step in (0, 1, 2, 999, 1000, 86_400_000, 10**9)]
+    ids = [decision_id(t) for t in times]
+    assert sorted(ids) == ids
+    assert len(set(ids)) == len(ids)
+
+
+def test_many_ids_in_the_same_millisecond_are_distinct() -> None:
+    ids = {decision_id(NOW_MS) for _ in range(5_000)}
+    assert len(ids) == 5_000
+    assert {decision_id_time_ms(i) for i in ids} == {NOW_MS}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "01ARZ3NDEKTSV4RRFFQ69G5FA",  # 25
+        "01ARZ3NDEKTSV4RRFFQ69G5FAVX",  # 27
+        "01arz3ndektsv4rrffq69g5fav",  # lower case
+        "01ARZ3NDEKTSV4RRFFQ69G5FAI",  # I is not in the alphabet
+        "01ARZ3NDEKTSV4RRFFQ69G5FAL",
+        "01ARZ3NDEKTSV4RRFFQ69G5FAO",
+        "01ARZ3NDEKTSV4RRFFQ69G5FAU",
+        "01ARZ3NDEKTSV4RRFFQ69G5FA-",
+        "01ARZ3NDEKTSV4RRFFQ69G5FA ",
+        "01ARZ3NDEKTSV4RRFFQ69G5FAÄ",
+        "０1ARZ3NDEKTSV4RRFFQ69G5FAV",  # full-width digit zero
+    ],
+)
+def test_malformed_ids_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError, match="26 characters"):
+        decision_id_time_ms(bad)
