@@ -6,6 +6,12 @@ thin-file marker and warning flags — is computed when the features are materia
 refreshed, in bulk (TreeSHAP over a batch costs a fraction of what it costs per row). What
 is left on a request is a dictionary lookup. :class:`DecisionBook` holds those decisions;
 it knows nothing of how they are asked for.
+
+Reasons (TreeSHAP) cost about a hundred times the prediction (~0.5 ms a row here, batched
+or not), so a book is first built without them — PD, points, grade, thin-file marker and
+warnings for everyone in seconds — and :meth:`DecisionBook.explain_pending` then adds them
+in the background; a subject asked about with ``explain`` before its turn is explained on
+the spot (the same TreeSHAP, so the same reasons).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -90,6 +96,7 @@ class SubjectDecision:
     decision: Decision
     warnings: tuple[WarningFlag, ...]  # most severe first
     features: npt.NDArray[np.float64]  # the exact catalog-ordered vector decided on
+    explained: bool  # reasons computed (a thin file has none to compute)
 
 
 def _evidence(item: dict[str, Any]) -> Evidence:
@@ -164,21 +171,73 @@ class DecisionBook:
         return self._decisions.get(subject_key)
 
     def rebuild(self, warnings: pl.DataFrame) -> None:
-        """Decide every subject of the feature store; ``warnings`` are the flags raised as
-        of the same date (all subjects)."""
-        keys = list(self.features.subject_keys())
+        """Decide every subject of the feature store, without reasons (see
+        :meth:`explain_pending`); ``warnings`` are the flags raised as of the same date."""
+        keys = self.features.subject_keys()
         self._decisions = self._decide(keys, flags_from_frame(warnings))
 
     def update(self, subject_keys: Iterable[str], warnings: pl.DataFrame) -> int:
-        """Decide again the given subjects (after a feature refresh); ``warnings`` are the
-        flags of exactly those subjects. Returns how many decisions were replaced."""
+        """Decide again the given subjects (after a feature refresh), with reasons;
+        ``warnings`` are the flags of exactly those subjects. Returns how many decisions
+        were replaced."""
         keys = sorted(set(subject_keys))
         fresh = self._decide(keys, flags_from_frame(warnings))
+        fresh = {key: self._with_reasons([found])[0] for key, found in fresh.items()}
         with self._lock:
             merged = dict(self._decisions)
             merged.update(fresh)
             self._decisions = merged  # one reference swap: readers never see a half state
         return len(fresh)
+
+    def explained(self, found: SubjectDecision) -> SubjectDecision:
+        """``found`` with its reasons, computing them now if the background has not yet."""
+        if found.explained:
+            return found
+        done = self._with_reasons([found])[0]
+        self._store_if_current(found, done)
+        return done
+
+    def pending(self) -> int:
+        return sum(1 for found in self._decisions.values() if not found.explained)
+
+    def explain_pending(
+        self, *, chunk: int = 2_048, num_threads: int = 1, stop: threading.Event | None = None
+    ) -> int:
+        """Compute the reasons of every decision still without them, a chunk at a time
+        (one thread by default, leaving the other cores to the requests); returns how
+        many were explained."""
+        todo = [found for found in self._decisions.values() if not found.explained]
+        done = 0
+        for start in range(0, len(todo), chunk):
+            if stop is not None and stop.is_set():
+                break
+            part = todo[start : start + chunk]
+            for old, new in zip(part, self._with_reasons(part, num_threads), strict=True):
+                self._store_if_current(old, new)
+            done += len(part)
+        return done
+
+    def _store_if_current(self, old: SubjectDecision, new: SubjectDecision) -> None:
+        with self._lock:
+            # An update() may have replaced the entry meanwhile: never put back an old one.
+            if self._decisions.get(old.subject_key) is old:
+                self._decisions[old.subject_key] = new
+
+    def _with_reasons(
+        self, decisions: Sequence[SubjectDecision], num_threads: int | None = None
+    ) -> list[SubjectDecision]:
+        if not decisions:
+            return []
+        matrix = np.vstack([found.features for found in decisions])
+        explanations = self.model.explain(matrix, num_threads=num_threads)
+        return [
+            replace(
+                found,
+                decision=replace(found.decision, reasons=explanation.reasons),
+                explained=True,
+            )
+            for found, explanation in zip(decisions, explanations, strict=True)
+        ]
 
     def _decide(
         self, keys: Sequence[str], flags: dict[str, tuple[WarningFlag, ...]]
@@ -187,7 +246,7 @@ class DecisionBook:
         if as_of is None:
             raise RuntimeError("the feature store has nothing materialised")
         types, matrix = self.features.rows(keys)
-        decisions = self.model.decide_batch(matrix, explain=True) if keys else []
+        decisions = self.model.decide_batch(matrix, explain=False) if keys else []
         matrix.setflags(write=False)
         return {
             key: SubjectDecision(
@@ -197,6 +256,7 @@ class DecisionBook:
                 decision=decisions[i],
                 warnings=flags.get(key, ()),
                 features=matrix[i],
+                explained=decisions[i].thin_file,
             )
             for i, key in enumerate(keys)
         }

@@ -121,6 +121,14 @@ class RiskModel:
         """Calibrated 12-month probability of default of each row."""
         return self.calibrator.predict(self.raw_score(matrix))
 
+    def explain(
+        self, matrix: npt.ArrayLike, *, num_threads: int | None = None
+    ) -> list[Explanation]:
+        """Reasons and thin-file markers of each row (TreeSHAP; the costly part)."""
+        rows = self._rows(matrix)
+        threads = self._threads(rows) if num_threads is None else num_threads
+        return self._coder.explain(rows, num_threads=threads)
+
     def decide(self, vector: npt.ArrayLike, *, explain: bool = True) -> Decision:
         """The decision for one subject's feature vector."""
         return self.decide_batch(self._rows(vector), explain=explain)[0]

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 KEY_PREFIX = "crk_"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")  # whole name: fullmatch
 _RELOAD_CHECK_SECONDS = 1.0
 
 
@@ -80,7 +80,7 @@ class ClientRegistry:
         self.path = Path(path)
         self._by_digest: dict[str, Client] = {}
         self._clients: dict[str, Client] = {}
-        self._mtime: float | None = None
+        self._version: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
         self._load()
@@ -88,29 +88,29 @@ class ClientRegistry:
     # -- reading ----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            clients: dict[str, Client] = {}
-            mtime = None
-        else:
-            clients = _parse(self.path)
-            mtime = stat.st_mtime
+        version = self._file_version()
+        clients = _parse(self.path) if version is not None else {}
         with self._lock:
             self._clients = clients
             self._by_digest = {client.key_sha256: client for client in clients.values()}
-            self._mtime = mtime
+            self._version = version
+
+    def _file_version(self) -> tuple[int, int, int] | None:
+        """What tells one state of the file from another: the inode changes with every
+        atomic rewrite (two rewrites can share an mtime on a coarse clock), mtime and size
+        with an edit in place."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()
         if now - self._checked < _RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        try:
-            mtime: float | None = self.path.stat().st_mtime
-        except FileNotFoundError:
-            mtime = None
-        if mtime != self._mtime:
+        if self._file_version() != self._version:
             # A bad edit keeps the last good file in force; `clients` commands validate.
             with contextlib.suppress(ClientsFileError):
                 self._load()
@@ -134,7 +134,7 @@ class ClientRegistry:
         self, name: str, role: Role | str, *, quota_per_second: float = 100.0, burst: int = 0
     ) -> tuple[Client, str]:
         """Register a client; returns it and its key (shown once, never stored)."""
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise ClientsFileError(
                 "a client name is 1-32 characters: lower-case letters, digits, '_', '.', '-', "
                 "starting with a letter or digit"
@@ -147,6 +147,8 @@ class ClientRegistry:
             ) from None
         if quota_per_second <= 0:
             raise ClientsFileError("the quota must be a positive number of calls per second")
+        if burst < 0:
+            raise ClientsFileError("the burst must be a positive number of calls (0 = default)")
         self._load()
         if name in self._clients:
             raise ClientsFileError(f"a client named {name!r} exists; revoke it first")
@@ -202,6 +204,8 @@ def _parse(path: Path) -> dict[str, Client]:
             )
             if len(client.key_sha256) != 64:
                 raise ValueError(f"client {client.name!r}: key_sha256 is not a SHA-256 digest")
+            if client.quota_per_second <= 0 or client.burst < 1:
+                raise ValueError(f"client {client.name!r}: quota and burst must be positive")
             clients[client.name] = client
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ClientsFileError(f"{path}: not a valid clients file ({err})") from None

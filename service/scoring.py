@@ -76,7 +76,7 @@ def _check_reference(value: str, field: str) -> None:
         raise InvalidRequest(
             field, "too_long", f"{field} is longer than {MAX_REFERENCE_LENGTH} characters"
         )
-    if any(ch < " " or ch == "\x7f" for ch in value):
+    if not value.isprintable():  # control characters (C0, C1), separators other than space
         raise InvalidRequest(field, "control_character", f"{field} contains a control character")
 
 
@@ -143,7 +143,7 @@ class Scorer:
         fingerprint = query.fingerprint(method)
         stored = self.idempotency.get(client.name, query.request_id, fingerprint)
         if stored is not None:
-            return replace(stored, replayed=True)
+            return self._explained(replace(stored, replayed=True), query.explain)
         if self.book.as_of is None:
             raise NotReady("the service is loading its model and features; retry shortly")
         found = self.book.lookup(key)
@@ -164,7 +164,7 @@ class Scorer:
         )
         answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)
         if answer is not mine:  # a concurrent retry of the same request stored its answer
-            return replace(answer, replayed=True)
+            return self._explained(replace(answer, replayed=True), query.explain)
         if self.inquiries is not None and purpose not in self.non_inquiry_purposes:
             self.inquiries.record(
                 inquiry_id=answer.decision_id,
@@ -174,4 +174,9 @@ class Scorer:
                 inquired_at=now,
                 source=client.source,
             )
-        return answer
+        return self._explained(answer, query.explain)
+
+    def _explained(self, answer: ScoredDecision, explain: bool) -> ScoredDecision:
+        if not explain or answer.subject.explained:
+            return answer
+        return replace(answer, subject=self.book.explained(answer.subject))

@@ -86,8 +86,9 @@ def failure_of(error: BaseException) -> Failure:
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
-    whole = int(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))
+    # From whole nanoseconds, so rounding never yields nanos == 1e9 (an invalid Duration).
+    whole, nanos = divmod(round(seconds * 1e9), 1_000_000_000)
+    return duration_pb2.Duration(seconds=whole, nanos=nanos)
 
 
 def _pack(message: Message) -> any_pb2.Any:

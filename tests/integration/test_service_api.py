@@ -494,3 +494,24 @@ def test_decided_vectors_are_read_only(live_server: CreditRiskServer) -> None:
     assert found is not None
     with pytest.raises(ValueError):
         found.features[0] = np.nan
+
+
+def test_reasons_computed_behind_equal_reasons_computed_per_row(
+    live_server: CreditRiskServer,
+) -> None:
+    import time
+
+    runtime = live_server.runtime
+    assert runtime is not None
+    deadline = time.monotonic() + 120
+    while runtime.book.pending() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert runtime.book.pending() == 0, "the background explains every decision"
+    checked = 0
+    for key in runtime.features.subject_keys()[:200]:
+        found = runtime.book.lookup(key)
+        assert found is not None and found.explained
+        expected = runtime.model.decide(found.features)
+        assert found.decision.reasons == expected.reasons
+        checked += bool(expected.reasons)
+    assert checked > 50

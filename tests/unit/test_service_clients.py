@@ -150,11 +150,6 @@ def test_invalid_names_are_refused(path: Path, name: str) -> None:
     assert not path.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NAME_PATTERN ends in '$', which also matches before a trailing newline, so "
-    "'bank-a\\n' passes the name check (should be re.fullmatch or \\Z)",
-)
 def test_a_name_with_a_trailing_newline_is_refused(path: Path) -> None:
     registry = ClientRegistry(path)
     with pytest.raises(ClientsFileError, match="client name"):
@@ -262,12 +257,6 @@ def test_a_second_registry_sees_the_file_deleted_as_no_clients(
     assert reader.authenticate(key) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ClientRegistry._maybe_reload detects a change by st_mtime alone; a rewrite "
-    "within one filesystem timestamp tick (same mtime) is never picked up, so e.g. a "
-    "revoked key stays valid in a running server until the next write",
-)
 def test_a_rewrite_with_an_unchanged_mtime_is_still_seen(
     path: Path, monotonic: FakeMonotonic
 ) -> None:

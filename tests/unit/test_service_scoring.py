@@ -183,7 +183,9 @@ def test_references_over_the_limit_are_invalid(scorer: Scorer, field: str) -> No
     assert caught.value.rule == "too_long"
 
 
-@pytest.mark.parametrize("control", ["\x00", "\n", "\r", "\t", "\x1b", "\x1f", "\x7f"])
+@pytest.mark.parametrize(
+    "control", ["\x00", "\n", "\r", "\t", "\x1b", "\x1f", "\x7f", "\x85", "\u2028"]
+)
 @pytest.mark.parametrize("field", ["request_id", "authorization_id"])
 def test_references_with_a_control_character_are_invalid(
     scorer: Scorer, field: str, control: str

@@ -169,11 +169,6 @@ def test_quota_exceeded_has_retry_info_equal_to_retry_after(retry_after: float) 
     assert error.retry_delay.ToTimedelta().total_seconds() == pytest.approx(retry_after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.status._duration rounds nanos up to 1_000_000_000 for a retry_after just "
-    "below a whole second, giving an invalid google.protobuf.Duration",
-)
 @pytest.mark.parametrize("retry_after", [0.9999999999, 2.9999999996])
 def test_retry_delay_is_a_valid_duration_just_below_a_whole_second(retry_after: float) -> None:
     failure = failure_of(QuotaExceeded("over quota", retry_after=retry_after))
