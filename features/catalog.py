@@ -19,6 +19,7 @@ from records.tables import PUBLIC_RECORD_KINDS
 
 __all__ = [
     "CATALOG",
+    "REFERENCE_RATES_BP",
     "Direction",
     "FeatureDtype",
     "FeatureSpec",
@@ -337,6 +338,58 @@ _REPAYMENT += [
     ),
 ]
 
+# The market's reference annual rate per instalment product, basis points: what a lender
+# charges an ordinary borrower. A loan priced above it tells how risky its lender judged
+# the borrower at origination (risk-based pricing). Listed in the features' descriptions,
+# so that a change of reference moves the catalog hash.
+REFERENCE_RATES_BP: dict[str, int] = {
+    "working_capital_loan": 450,
+    "term_loan": 500,
+    "consumer_loan": 900,
+    "mortgage": 400,
+    "auto_loan": 600,
+    "microloan": 1600,
+    "supply_chain_finance": 550,
+    "financial_leasing": 750,
+}
+_REFERENCE_TEXT = ", ".join(
+    f"{product.replace('_', ' ')} {bp / 100:.2f}%" for product, bp in REFERENCE_RATES_BP.items()
+)
+_REPAYMENT += [
+    _f(
+        "rep_rate_spread_avg",
+        BOTH,
+        "Average over instalment loans of the implied annual interest rate (solved from "
+        "principal, term in months and the regular instalment) minus the product's reference "
+        f"rate, percentage points; references: {_REFERENCE_TEXT}",
+        direction=UP,
+        group="repayment",
+        code="R71",
+        reason="Loans priced above the market rate for their product",
+    ),
+    _f(
+        "rep_rate_spread_max",
+        BOTH,
+        "Largest implied annual interest rate of an instalment loan over its product's "
+        "reference rate, percentage points (see rep_rate_spread_avg)",
+        direction=UP,
+        group="repayment",
+        code="R72",
+        reason="A loan priced well above the market rate",
+    ),
+    _f(
+        "rep_card_repayment_share_12m",
+        BOTH,
+        "Share of a credit card's balance beyond the minimum payment that is repaid in "
+        "months paid on time in the last 12 months (median per card, averaged over cards)",
+        window=12,
+        direction=DOWN,
+        group="repayment",
+        code="R70",
+        reason="Repays little more than the minimum on credit cards",
+    ),
+]
+
 _PUBLIC_TEXT = {
     "court_judgment": "court judgments",
     "enforcement": "court enforcement cases",
@@ -505,6 +558,17 @@ _ATTRIBUTES: list[FeatureSpec] = [
         code="A06",
         reason="Age",
     ),
+    _f(
+        "per_education_level",
+        PERSON,
+        "Highest education level as reported: 0 primary, 1 secondary, 2 vocational, "
+        "3 bachelor, 4 master, 5 doctorate (empty if unknown or not reported)",
+        dtype=FeatureDtype.INT,
+        direction=DOWN,
+        group="attributes",
+        code="A07",
+        reason="Education level",
+    ),
 ]
 
 _RELATED: list[FeatureSpec] = [
@@ -636,6 +700,26 @@ _RELATED: list[FeatureSpec] = [
         group="related_party",
         code="L13",
         reason="Related companies defaulted",
+    ),
+    _f(
+        "rp_legal_rep_rate_spread",
+        ENTITY,
+        "Legal representative's largest implied loan rate over the product's reference rate, "
+        "percentage points (their rep_rate_spread_max; empty if they have no instalment loan)",
+        direction=UP,
+        group="related_party",
+        code="L14",
+        reason="Legal representative's loans priced above the market rate",
+    ),
+    _f(
+        "rp_legal_rep_education",
+        ENTITY,
+        "Legal representative's education level (their per_education_level)",
+        dtype=FeatureDtype.INT,
+        direction=DOWN,
+        group="related_party",
+        code="L15",
+        reason="Legal representative's education level",
     ),
     _f(
         "rp_controlled_companies",

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from features.catalog import INQUIRY_DAYS, NEGATIVE_PUBLIC_KINDS
+from features.catalog import INQUIRY_DAYS, NEGATIVE_PUBLIC_KINDS, REFERENCE_RATES_BP
 from features.sources import PointInTime, Sources
-from records.tables import INDUSTRIES, PUBLIC_RECORD_KINDS
+from records.tables import EDUCATION_LEVELS, INDUSTRIES, PUBLIC_RECORD_KINDS
 
 __all__ = [
     "SCALED_FEATURES",
     "apply_scales",
     "entity_attributes",
+    "implied_annual_rate",
     "inquiry_features",
     "month_index",
     "person_attributes",
@@ -30,6 +33,10 @@ DAYS_PER_MONTH = 30.4375
 REVOLVING_PRODUCTS = ("credit_card", "microloan", "working_capital_loan")
 SECURED = ("collateral", "pledge")
 ABNORMAL_STATUSES = ("suspended", "revoked", "deregistered")
+CARD = "credit_card"
+# Ordinal education levels (per_education_level); "unknown" is absent.
+EDUCATION_ORDER = {level: rank for rank, level in enumerate(EDUCATION_LEVELS) if level != "unknown"}
+F64 = npt.NDArray[np.float64]
 
 
 def month_index(col: pl.Expr) -> pl.Expr:
@@ -51,6 +58,12 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     age = pl.col("age")
     rows = src.repayments.lazy().with_columns((m0 - month_index(pl.col("period"))).alias("age"))
 
+    due, paid, balance = (
+        pl.col("amount_due_cents"),
+        pl.col("amount_paid_cents"),
+        pl.col("balance_cents"),
+    )
+    on_time = (pl.col("overdue_days") == 0) & (pl.col("status") == "normal")
     # First per account (integer keys, tens of millions of rows), then per subject.
     per_account: list[pl.Expr] = [
         pl.col("overdue_days").filter(age < 12).max().alias("worst_12m"),
@@ -72,6 +85,18 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         pl.col("balance_cents").get(age.arg_min()).alias("latest_balance_cents"),
         pl.col("status").get(age.arg_min()).alias("latest_status"),
         pl.col("balance_cents").filter(age == 6).first().alias("balance_6_ago_cents"),
+        # The regular instalment of a loan (its rate is solved from it, below).
+        pl.col("amount_due_cents")
+        .filter(pl.col("amount_due_cents") > 0)
+        .median()
+        .alias("instalment"),
+        # Cards: the share of the balance beyond the minimum repaid, in basis points (integer
+        # division: exact), in months paid on time.
+        ((paid - due) * 10_000 // (balance - due))
+        .clip(0, 10_000)
+        .filter(on_time & (due > 0) & (balance > due) & (age < 12))
+        .median()
+        .alias("card_share_bp"),
     ]
     counts: list[str] = []
     for days in (30, 60, 90):
@@ -83,10 +108,13 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
             counts.append(name)
     accounts = (
         src.accounts.lazy()
-        .select("account_no", KEY, "product", "credit_limit_cents")
+        .select("account_no", KEY, "product", "credit_limit_cents", "opened_on", "maturity_on")
         .with_columns(pl.col("account_no").cast(pl.Int64))
     )
-    by_account = rows.group_by("account_no").agg(per_account).join(accounts, on="account_no")
+    collected = (
+        rows.group_by("account_no").agg(per_account).join(accounts, on="account_no").collect()
+    )
+    by_account = collected.with_columns(_rate_spread(collected)).lazy()
 
     revolving = pl.col("product").is_in(REVOLVING_PRODUCTS)
     current = (pl.col("latest_age") <= 2) & (pl.col("latest_status") != "closed")
@@ -102,6 +130,9 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
     due = pl.col("due_6m").sum()
     due_24m = pl.col("due_24m").sum()
     limit_months = (pl.col("credit_limit_cents") * pl.col("months_12m")).filter(revolving).sum()
+    spread = pl.col("rate_spread_micro")
+    # Medians of integers are exact halves at worst: their sums do not depend on the order.
+    card_share = pl.col("card_share_bp").filter(pl.col("product") == CARD)
     history = by_account.group_by(KEY).agg(
         pl.col("worst_12m").max().cast(pl.Float64).alias("rep_worst_overdue_days_12m"),
         pl.col("worst_24m").max().cast(pl.Float64).alias("rep_worst_overdue_days_24m"),
@@ -129,6 +160,13 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         util_now.alias("rep_utilisation"),
         (util_now - util_then).alias("rep_utilisation_trend_6m"),
         (pl.col("latest_status") == "written_off").sum().alias("rep_written_off_accounts"),
+        pl.when(spread.count() > 0)
+        .then(spread.sum() / spread.count())
+        .alias("rep_rate_spread_avg"),
+        spread.max().alias("rep_rate_spread_max"),
+        pl.when(card_share.count() > 0)
+        .then(card_share.sum() / card_share.count())
+        .alias("rep_card_repayment_share_12m"),
     )
 
     accounts = src.accounts.lazy()
@@ -158,6 +196,70 @@ def repayment_features(src: Sources, point: PointInTime) -> pl.DataFrame:
         pl.col("rep_written_off_accounts").fill_null(0),
     )
     return result.collect()
+
+
+def _power(base: F64, exponent: npt.NDArray[np.int64]) -> F64:
+    """base ** exponent by repeated squaring: multiplications only, each correctly rounded,
+    so an element's result does not depend on the array it is computed in."""
+    result = np.ones_like(base)
+    power = base.copy()
+    left = exponent.copy()
+    while (left > 0).any():
+        odd = (left & 1) == 1
+        result = np.where(odd, result * power, result)
+        power = power * power
+        left = left >> 1
+    return result
+
+
+def implied_annual_rate(principal: F64, instalment: F64, months: npt.NDArray[np.int64]) -> F64:
+    """The nominal annual rate (12 x monthly) at which ``months`` equal monthly
+    ``instalment``s repay ``principal`` (annuity), by bisection on [0, 100%] a month; 0 when
+    the instalments do not exceed the principal."""
+    low = np.zeros_like(principal)
+    high = np.ones_like(principal)
+    for _ in range(48):
+        mid = (low + high) * 0.5
+        growth = _power(1.0 + mid, months)
+        payment = principal * mid * growth / (growth - 1.0)
+        above = payment > instalment
+        high = np.where(above, mid, high)
+        low = np.where(above, low, mid)
+    rate: F64 = np.where(instalment * months <= principal, 0.0, (low + high) * 0.5 * 12.0)
+    return rate
+
+
+def _rate_spread(by_account: pl.DataFrame) -> pl.Series:
+    """Per account: implied annual rate minus the product's reference rate, in millionths
+    (integers, so that sums are exact); null for accounts without a term, a principal or a
+    reported instalment, and for products without a reference rate."""
+    months = (month_index(pl.col("maturity_on")) - month_index(pl.col("opened_on"))).cast(pl.Int64)
+    loans = by_account.select(
+        pl.col("credit_limit_cents").cast(pl.Float64).alias("principal"),
+        pl.col("instalment").cast(pl.Float64),
+        months.alias("months"),
+        pl.col("product")
+        .replace_strict(REFERENCE_RATES_BP, default=None, return_dtype=pl.Int64)
+        .alias("reference_bp"),
+    )
+    usable = (
+        loans.select(
+            (pl.col("principal") > 0)
+            & (pl.col("instalment") > 0)
+            & (pl.col("months") >= 1)
+            & pl.col("reference_bp").is_not_null()
+        )
+        .to_series()
+        .fill_null(False)
+        .to_numpy()
+    )
+    principal = loans["principal"].fill_null(1.0).to_numpy()
+    instalment = loans["instalment"].fill_null(1.0).to_numpy()
+    term = loans["months"].fill_null(1).clip(1, 1200).to_numpy().astype(np.int64)
+    rate = implied_annual_rate(principal, instalment, term)
+    reference = loans["reference_bp"].fill_null(0).to_numpy() * 100
+    micro = pl.Series(np.rint(rate * 1e6).astype(np.int64) - reference)
+    return pl.select(pl.when(pl.Series(usable)).then(micro).alias("rate_spread_micro")).to_series()
 
 
 def public_record_features(src: Sources, point: PointInTime) -> pl.DataFrame:
@@ -219,6 +321,9 @@ def person_attributes(src: Sources, point: PointInTime, home_province: str) -> p
     return src.persons.select(
         KEY,
         _completed_years(pl.col("birth_date"), point).alias("per_age_years"),
+        pl.col("education")
+        .replace_strict(EDUCATION_ORDER, default=None, return_dtype=pl.Int64)
+        .alias("per_education_level"),
         (pl.col("id_region").str.slice(0, 2) == home_province)
         .cast(pl.Int64)
         .alias("subject_home_province"),
@@ -242,6 +347,9 @@ SCALED_FEATURES: dict[str, float] = {
     "rep_current_overdue_amount": 100.0,
     "rep_total_balance": 100.0,
     "rep_total_limit": 100.0,
+    "rep_rate_spread_avg": 10_000.0,  # millionths -> percentage points
+    "rep_rate_spread_max": 10_000.0,
+    "rep_card_repayment_share_12m": 10_000.0,  # basis points -> share
     "rp_shareholder_overdue_days": 10_000.0,
     "rp_shareholder_dishonest": 10_000.0,
     "rp_shareholder_enforcement": 10_000.0,

@@ -32,6 +32,9 @@ def person_distress(own: pl.DataFrame) -> pl.DataFrame:
         (pl.col("rep_worst_overdue_days_12m").fill_null(0) >= 90)
         .cast(pl.Int64)
         .alias("serious_12m"),
+        # Absent stays absent (no instalment loan, education not reported).
+        pl.col("rep_rate_spread_max").alias("rate_spread"),
+        pl.col("per_education_level").alias("education"),
     )
 
 
@@ -68,6 +71,10 @@ def entity_distress(own: pl.DataFrame, defaulted: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# Related-party features that are a value of the party, not a count: no party, or a party
+# without the value, is absent rather than zero.
+_ABSENT_STAYS_NULL = ("rp_legal_rep_rate_spread", "rp_legal_rep_education")
+
 _major_holder = (pl.col("role") == "shareholder") & (pl.col("share_bp") >= MAJOR_SHARE_BP)
 
 
@@ -98,6 +105,8 @@ def entity_related(
             pl.col("overdue_days").max().alias("rp_legal_rep_overdue_days"),
             pl.col("dishonest").max().alias("rp_legal_rep_dishonest"),
             pl.col("enforcement").sum().alias("rp_legal_rep_enforcement"),
+            pl.col("rate_spread").max().alias("rp_legal_rep_rate_spread"),
+            pl.col("education").min().alias("rp_legal_rep_education"),
         )
     )
     holders = rel.filter(_major_holder)
@@ -143,7 +152,7 @@ def entity_related(
     out = base
     for part in (legal, shares, executives, serious, siblings):
         out = out.join(part, on="uscc", how="left")
-    counts = [c for c in out.columns if c != "uscc"]
+    counts = [c for c in out.columns if c not in ("uscc", *_ABSENT_STAYS_NULL)]
     return out.with_columns(pl.col(counts).fill_null(0)).rename({"uscc": KEY})
 
 

@@ -80,7 +80,8 @@ WHERE reported_at < $cutoff AND established_on <= $as_of
 """
 
 _PERSONS = """
-SELECT person_key AS subject_key, birth_date, id_region, residence_region, reported_at
+SELECT person_key AS subject_key, birth_date, id_region, residence_region, education,
+       reported_at
 FROM natural_person
 WHERE reported_at < $cutoff
   AND ($all OR person_key IN (SELECT unnest($keys)))
@@ -109,8 +110,9 @@ WHERE reported_at < $cutoff AND valid_from <= $as_of
 """
 
 _ACCOUNTS = """
-SELECT source, account_id, subject_type, subject_key, product, opened_on, closed_on,
-       CAST(credit_limit * 100 AS BIGINT) AS credit_limit_cents, guarantee_type, reported_at
+SELECT source, account_id, subject_type, subject_key, product, opened_on, maturity_on,
+       closed_on, CAST(credit_limit * 100 AS BIGINT) AS credit_limit_cents, guarantee_type,
+       reported_at
 FROM credit_account
 WHERE reported_at < $cutoff AND opened_on <= $as_of
   AND ($all OR subject_key IN (SELECT unnest($keys)))
@@ -290,6 +292,7 @@ _EMPTY: dict[str, dict[str, pl.DataType]] = {
         "birth_date": pl.Date(),
         "id_region": pl.String(),
         "residence_region": pl.String(),
+        "education": pl.String(),
     },
     "relations": {
         "uscc": pl.String(),

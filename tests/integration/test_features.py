@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.catalog import CATALOG, SubjectKind, feature_names
+from features.own import implied_annual_rate
 from features.pipeline import build
 from features.store import FeatureStore
 from features.training import add_months, training_frame
 from records.generator import ProvinceParams, generate_province, to_file_frame
+from records.identifiers import resident_id_check_character
 from records.ingest import Ingestor
 from records.pseudonym import Pseudonymiser
 from records.store import RecordStore
@@ -487,3 +489,94 @@ def test_training_frame_labels_and_exclusions(
         assert set(at.filter(pl.col("label") == 1)["subject_key"]) == (bad - in_default) & known
         assert not in_default & set(at["subject_key"])
         assert at["label"].sum() > 0
+
+
+def test_implied_rate_card_repayment_and_education(tmp_path: Path) -> None:
+    # A 12-month consumer loan of 12,000 at 12% a year (reference 9%): instalment 1,066.19.
+    principal = np.array([12_000.0, 10_000.0, 500_000.0])
+    instalment = np.array([1_066.19, 10_000.0 / 12, 2_387.08])
+    months = np.array([12, 12, 360], dtype=np.int64)
+    rates = implied_annual_rate(principal, instalment, months)
+    np.testing.assert_allclose(rates, [0.12, 0.0, 0.04], atol=2e-5)
+    with RecordStore(tmp_path / "s.duckdb") as store:
+        rid = "330106198503150016"
+        assert resident_id_check_character(rid[:17]) == rid[17]
+        add(
+            store,
+            "natural_person",
+            [
+                {
+                    "resident_id": rid,
+                    "residence_region": None,
+                    "education": "vocational",
+                    "source": "PSB-33",
+                    "reported_at": datetime(2020, 1, 1),
+                }
+            ],
+        )
+        account = {
+            "subject_type": "person",
+            "subject_id": rid,
+            "closed_on": None,
+            "source": "P0001",
+            "reported_at": datetime(2025, 1, 10),
+        }
+        add(
+            store,
+            "credit_account",
+            [
+                account
+                | {
+                    "account_id": "L1",
+                    "product": "consumer_loan",
+                    "opened_on": date(2025, 1, 5),
+                    "maturity_on": date(2026, 1, 5),
+                    "credit_limit": 12000.0,
+                    "guarantee_type": "unsecured",
+                },
+                account
+                | {
+                    "account_id": "C1",
+                    "product": "credit_card",
+                    "opened_on": date(2025, 1, 5),
+                    "maturity_on": None,
+                    "credit_limit": 10000.0,
+                    "guarantee_type": "unsecured",
+                },
+            ],
+        )
+        month = {"overdue_days": 0, "overdue_amount": 0.0, "status": "normal", "source": "P0001"}
+        add(
+            store,
+            "repayment",
+            [
+                month
+                | {
+                    "account_id": "L1",
+                    "period": date(2025, m, 1),
+                    "balance": 12000.0 - 900.0 * m,
+                    "amount_due": 1066.19,
+                    "amount_paid": 1066.19,
+                    "reported_at": datetime(2025, m + 1, 10),
+                }
+                for m in range(2, 7)
+            ]
+            + [
+                month
+                | {
+                    "account_id": "C1",
+                    "period": date(2025, m, 1),
+                    "balance": 5000.0,
+                    "amount_due": 500.0,
+                    # 40% of what is beyond the minimum (30% in one month: the median holds)
+                    "amount_paid": 500.0 + (0.3 if m == 3 else 0.4) * 4500.0,
+                    "reported_at": datetime(2025, m + 1, 10),
+                }
+                for m in range(2, 7)
+            ],
+        )
+        row = build(store, date(2025, 7, 15)).row(0, named=True)
+    assert row["rep_rate_spread_avg"] == pytest.approx(3.0, abs=2e-3)
+    assert row["rep_rate_spread_max"] == row["rep_rate_spread_avg"]
+    assert row["rep_card_repayment_share_12m"] == pytest.approx(0.4)
+    assert row["per_education_level"] == 2
