@@ -67,7 +67,8 @@ def main() -> None:
     print(json.dumps(trained), flush=True)
     manifest_path = Path(str(trained["path"])) / "report.json"
     report = json.loads(manifest_path.read_text())
-    result["grade_table"] = report.get("grade_table")
+    result["summary"] = report["summary"]
+    result["grade_table"] = report["oot"]["grades"]
 
     model = RiskModel.load(data)
     with RecordStore(data / "store.duckdb") as store:
