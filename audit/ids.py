@@ -8,7 +8,8 @@ replicas without coordination.
 
 from __future__ import annotations
 
-import secrets
+import os
+import threading
 import time
 
 __all__ = ["decision_id", "decision_id_time_ms"]
@@ -17,10 +18,35 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {ch: i for i, ch in enumerate(_ALPHABET)}
 
 
+class _RandomPool:
+    """80-bit random numbers from the OS's CSPRNG, fetched 4 KiB at a time: one system
+    call per ~400 ids instead of one each (a system call on the request path costs more
+    than the rest of the id)."""
+
+    _CHUNK = 10 * 410
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._position = 0
+
+    def next80(self) -> int:
+        with self._lock:
+            if self._position + 10 > len(self._buffer):
+                self._buffer = os.urandom(self._CHUNK)
+                self._position = 0
+            start = self._position
+            self._position += 10
+            return int.from_bytes(self._buffer[start : start + 10], "big")
+
+
+_RANDOM = _RandomPool()
+
+
 def decision_id(now_ms: int | None = None) -> str:
     """A new decision id for a decision made at ``now_ms`` (default: now)."""
     millis = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    value = (millis << 80) | secrets.randbits(80)
+    value = (millis << 80) | _RANDOM.next80()
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

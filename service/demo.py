@@ -2,7 +2,8 @@
 
 Each step runs only when its result is missing, so a second start is quick: a generated
 province (fixed seed) when the store has no entities, a trained and registered model when
-none is current, a feature snapshot when none exists for the running catalog. Demo client
+none is current or the current one was trained on another feature catalog, a feature
+snapshot when none exists for the running catalog. Demo client
 keys are issued afresh on every demo start (the clients file keeps hashes only, so a key
 cannot be shown twice) and printed.
 """
@@ -15,7 +16,7 @@ from datetime import date
 
 from features.store import FeatureStore
 from models.data import monthly_dates
-from models.registry import ModelRegistry
+from models.registry import CatalogMismatchError, ModelNotFoundError, ModelRegistry
 from models.training import TrainingParams, train
 from records.generator import ProvinceParams, generate_province
 from records.runtime import ingest_frames, make_ingestor, open_store
@@ -57,6 +58,17 @@ class DemoResult:
     sample_uscc: str | None = None
 
 
+def _serves_running_catalog(registry: ModelRegistry) -> bool:
+    """Whether the current model can serve this code (a catalog change needs a new one)."""
+    try:
+        registry.load()
+    except CatalogMismatchError:
+        return False
+    except ModelNotFoundError:
+        return False
+    return True
+
+
 def prepare_demo(
     settings: Settings,
     plan: DemoPlan | None = None,
@@ -84,7 +96,7 @@ def prepare_demo(
             ingest_frames(make_ingestor(settings, store), frames, label=f"demo:seed={plan.seed}")
             result.steps.append("generated")
         registry = ModelRegistry(settings.data_dir)
-        if registry.current() is None:
+        if not _serves_running_catalog(registry):
             echo("training and registering the demo model ...")
             dates = monthly_dates(plan.train_as_of_end, plan.train_months + plan.validation_months)
             model = train(

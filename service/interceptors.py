@@ -17,9 +17,10 @@ runs the call. The call's :class:`CallInfo` lives in a context variable for that
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.clients import Client, ClientRegistry, Role
+from service.logs import CALL_FIELDS
 from service.problems import PermissionDenied, RequestProblem, Unauthenticated
 from service.quotas import QuotaBook
 from service.status import failure_of, grpc_status
@@ -46,6 +48,9 @@ __all__ = [
 _log = logging.getLogger("creditrisk.errors")
 call_log = logging.getLogger("creditrisk.calls")
 REQUEST_ID_HEADER = "x-request-id"
+# Request ids the server makes up: unique per process start, cheap (no uuid syscall).
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
 MAX_REQUEST_ID = 128
 
 
@@ -107,13 +112,24 @@ Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Wraps each method handler's behaviour with :meth:`around`."""
 
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Any, Any]] = {}  # method -> (handler, wrapped)
+
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(details)
         if handler is None or not self.applies(details.method):
             return handler
-        method = details.method
+        # Runs on grpc's polling thread for every call: wrap each method's handler once.
+        cached = self._wrapped.get(details.method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(details.method, handler)
+        self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         if handler.unary_unary:
             inner = handler.unary_unary
             return grpc.unary_unary_rpc_method_handler(
@@ -208,7 +224,7 @@ def _request_id(request: Any, context: grpc.ServicerContext) -> str:
                 value = item
                 break
     if not value or len(value) > MAX_REQUEST_ID or not value.isprintable():
-        value = uuid.uuid4().hex  # ours, so the caller can still quote it
+        value = f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"  # ours, so the caller can quote it
     return str(value)
 
 
@@ -221,7 +237,9 @@ def _code_name(context: grpc.ServicerContext, error: BaseException | None) -> st
 
 class ObservabilityInterceptor(_WrappingInterceptor):
     def __init__(self, metrics: CallMetrics) -> None:
+        super().__init__()
         self.metrics = metrics
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def around(
         self,
@@ -269,18 +287,27 @@ class ObservabilityInterceptor(_WrappingInterceptor):
     ) -> None:
         elapsed = time.perf_counter() - call.started
         code = "CANCELLED" if isinstance(error, GeneratorExit) else _code_name(context, error)
-        method = call.method.rsplit("/", 1)[-1]
-        self.metrics.calls.labels(method, code).inc()
-        self.metrics.latency.labels(method, code).observe(elapsed)
+        series = self._series.get((call.method, code))
+        if series is None:  # label lookups cost more than the update: keep the children
+            method = call.method.rsplit("/", 1)[-1]
+            series = (
+                self.metrics.calls.labels(method, code),
+                self.metrics.latency.labels(method, code),
+            )
+            self._series[(call.method, code)] = series
+        series[0].inc()
+        series[1].observe(elapsed)
         call_log.info(
             "call",
             extra={
-                "request_id": call.request_id,
-                "client": call.client.name if call.client else None,
-                "method": call.method,
-                "status": code,
-                "latency_ms": round(elapsed * 1000, 3),
-                **call.extra,
+                CALL_FIELDS: {
+                    "request_id": call.request_id,
+                    "client": call.client.name if call.client else None,
+                    "method": call.method,
+                    "status": code,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    **call.extra,
+                }
             },
         )
 
@@ -330,6 +357,7 @@ class ErrorInterceptor(_WrappingInterceptor):
 
 class AuthInterceptor(_WrappingInterceptor):
     def __init__(self, clients: ClientRegistry, quotas: QuotaBook) -> None:
+        super().__init__()
         self.clients = clients
         self.quotas = quotas
 

@@ -28,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from creditrisk.v1 import credit_risk_pb2, credit_risk_pb2_grpc
+from creditrisk.v1 import credit_risk_pb2
 from features.store import FeatureStore
 from features.warning_eval import evaluate_warnings
 from models.decisions import DecisionBook
@@ -47,7 +47,7 @@ from service.interceptors import (
 )
 from service.quotas import QuotaBook
 from service.scoring import ScoredDecision, Scorer
-from service.servicers import CreditRiskServicer
+from service.servicers import CreditRiskServicer, register
 from settings import Settings
 
 __all__ = ["CreditRiskServer", "ServiceRuntime", "load_runtime"]
@@ -190,9 +190,7 @@ class CreditRiskServer:
             options=options,
             maximum_concurrent_rpcs=None,
         )
-        credit_risk_pb2_grpc.add_CreditRiskServicer_to_server(  # type: ignore[no-untyped-call]
-            self.servicer, self._server
-        )
+        register(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (

@@ -14,9 +14,9 @@ from creditrisk.v1 import credit_risk_pb2, credit_risk_pb2_grpc
 from models.model import RiskModel
 from models.registry import MODEL_FILE, ModelNotFoundError, ModelRegistry
 from service.codec import (
+    ScoreResponseEncoder,
     decode_score_request,
     decode_warnings_request,
-    encode_score_response,
     encode_warnings_response,
 )
 from service.interceptors import CallMetrics, current_call
@@ -47,6 +47,7 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         self.metrics = metrics
         self.registry = registry
         self.max_stream_items = max_stream_items
+        self.encoder = ScoreResponseEncoder()
 
     def attach(self, scorer: Scorer) -> None:
         """Start answering from ``scorer`` (until then: UNAVAILABLE)."""
@@ -57,25 +58,28 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
             raise NotReady("the service is loading its model and features; retry shortly")
         return self.scorer
 
+    # Score and ScoreStream answer serialised ScoreResponse bytes (see register()).
+
     def Score(  # noqa: N802 - gRPC method name
         self, request: credit_risk_pb2.ScoreRequest, context: grpc.ServicerContext
-    ) -> credit_risk_pb2.ScoreResponse:
+    ) -> bytes:
         query = decode_score_request(request)
         client = current_call().client
         assert client is not None
         answer = self._ready().decide(query, client, _SCORE)
-        return encode_score_response(answer, explain=query.explain)
+        return self.encoder.encode(answer, explain=query.explain)
 
     def ScoreStream(  # noqa: N802
         self,
         requests: Iterator[credit_risk_pb2.ScoreRequest],
         context: grpc.ServicerContext,
-    ) -> Iterator[credit_risk_pb2.ScoreResponse]:
+    ) -> Iterator[bytes]:
         call = current_call()
         client = call.client
         assert client is not None
         scorer = self._ready()
         items = self.metrics.stream_items
+        ok = items.labels("ScoreStream", "OK")
         for index, request in enumerate(requests):
             if index >= self.max_stream_items:
                 raise ResourceLimit(
@@ -86,19 +90,19 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
                 self.quotas.take(client)
                 query = decode_score_request(request)
                 answer = scorer.decide(query, client, _SCORE)
-                response = encode_score_response(answer, explain=query.explain)
-                items.labels("ScoreStream", "OK").inc()
+                encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
+                ok.inc()
             except Exception as err:
                 failure = failure_of(err)
                 if failure.code is grpc.StatusCode.INTERNAL:
                     raise  # a fault of ours ends the stream with INTERNAL, logged
                 items.labels("ScoreStream", failure.code.name).inc()
-                response = credit_risk_pb2.ScoreResponse(
+                encoded = credit_risk_pb2.ScoreResponse(
                     request_id=request.request_id,
+                    stream_index=index,
                     error=item_error(failure, request.request_id or call.request_id),
-                )
-            response.stream_index = index
-            yield response
+                ).SerializeToString()
+            yield encoded
 
     def GetWarnings(  # noqa: N802
         self, request: credit_risk_pb2.WarningsRequest, context: grpc.ServicerContext
@@ -168,3 +172,40 @@ def _model_info(
             grade=_GRADES[letter], pd_from=bounds[position], pd_to=bounds[position + 1]
         )
     return info
+
+
+def _as_bytes(response: bytes | credit_risk_pb2.ScoreResponse) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+def register(servicer: CreditRiskServicer, server: grpc.Server) -> None:
+    """Add the CreditRisk service, as the generated ``add_CreditRiskServicer_to_server``
+    does, except that Score and ScoreStream answers may be pre-serialised bytes."""
+    score = credit_risk_pb2.ScoreRequest.FromString
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(
+            servicer.Score, request_deserializer=score, response_serializer=_as_bytes
+        ),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ScoreStream, request_deserializer=score, response_serializer=_as_bytes
+        ),
+        "GetWarnings": grpc.unary_unary_rpc_method_handler(
+            servicer.GetWarnings,
+            request_deserializer=credit_risk_pb2.WarningsRequest.FromString,
+            response_serializer=credit_risk_pb2.WarningsResponse.SerializeToString,
+        ),
+        "WatchAlerts": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchAlerts,
+            request_deserializer=credit_risk_pb2.WatchRequest.FromString,
+            response_serializer=credit_risk_pb2.Alert.SerializeToString,
+        ),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetModelInfo,
+            request_deserializer=credit_risk_pb2.ModelInfoRequest.FromString,
+            response_serializer=credit_risk_pb2.ModelInfo.SerializeToString,
+        ),
+    }
+    name = credit_risk_pb2.DESCRIPTOR.services_by_name["CreditRisk"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    # Registered methods skip grpc's per-call search through the generic handlers.
+    server.add_registered_method_handlers(name, handlers)

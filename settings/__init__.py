@@ -95,11 +95,12 @@ class ServerSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=50051, ge=0, le=65535, description="port; 0 = any free port")
     workers: int = Field(
-        default=16,
+        default=8,
         ge=1,
         le=1024,
         description="threads of the sync server's pool: at most this many calls run at once "
-        "(a long-lived stream holds one)",
+        "(a long-lived stream holds one); fewer threads contend less for the GIL (Score "
+        "calls/s with 4: 3.6k, 16: 2.4k on 2 cores), more serve more streams at once",
     )
     grace_seconds: float = Field(
         default=10.0, ge=0, description="on SIGTERM, how long in-flight calls may finish"

@@ -463,6 +463,7 @@ def test_one_json_log_line_per_call_without_identity_numbers(
         )
     finally:
         logging.getLogger().removeHandler(handler)
+        handler.close()  # writes what the background writer has not yet
     lines = [json.loads(line) for line in sink.getvalue().splitlines()]
     calls = {line["request_id"]: line for line in lines if line.get("logger") == "creditrisk.calls"}
     assert calls["log-1"]["status"] == "OK" and calls["log-2"]["status"] == "PERMISSION_DENIED"

@@ -1,0 +1,343 @@
+"""Online serving figures, measured side by side in one run (issue #5).
+
+Each server runs in its own process, the client in this one (so they do not share a GIL;
+on this 2-core machine they do share the cores). Measured:
+
+* the ceiling: a bare grpc server whose Score handler returns a constant ScoreResponse,
+  in both flavours (sync thread pool, asyncio), with an asyncio client keeping 64 calls in
+  flight — this picks the flavour;
+* the real server (its flavour, all interceptors: auth, quota, errors, logs, metrics),
+  with 4 worker threads and with ``--workers``, under the same client: Score calls per
+  second and its ratio to the bare server of the same flavour (requests use the
+  post-loan purpose, which is not recorded as an inquiry);
+* sequential Score latency p50 / p90 / p99 (one call at a time, sync client);
+* ScoreStream decisions per second (one and several concurrent streams).
+
+    .venv/bin/python benchmarks/bench_online.py --data-dir var --out benchmarks/results/online.json
+
+Without a prepared data directory, the demo province (``credit-risk serve --demo``'s) is
+built first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import grpc
+
+from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc
+
+SCORE = "/creditrisk.v1.CreditRisk/Score"
+
+
+# -- servers (run in child processes) ---------------------------------------------------------
+
+
+def _constant_response() -> bytes:
+    response = credit_risk_pb2.ScoreResponse(
+        decision_id="01M8BFWFS2AF92V8W87JXZ4FJ5",
+        score=637,
+        probability_of_default=0.0054,
+        grade=common_pb2.GRADE_B,
+        model_version="20261126T083450Z-de8bea61",
+        features_as_of="2026-06-30",
+        warning_rules_version="fc67f20123db20ad",
+        request_id="",
+    )
+    response.decided_at.GetCurrentTime()
+    return response.SerializeToString()
+
+
+def _bare_handlers(payload: bytes) -> dict[str, grpc.RpcMethodHandler]:
+    def score(request: bytes, context: Any) -> bytes:
+        return payload
+
+    def stream(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        for _ in requests:
+            yield payload
+
+    return {
+        "Score": grpc.unary_unary_rpc_method_handler(score),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(stream),
+    }
+
+
+def _register_bare(server: Any, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    """As the real server registers its methods (generic and registered)."""
+    name = "creditrisk.v1.CreditRisk"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
+def _serve_bare_sync(port_queue: Any, stop: Any, workers: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers))
+    _register_bare(server, _bare_handlers(_constant_response()))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port_queue.put(port)
+    stop.wait()
+    server.stop(0)
+
+
+def _serve_bare_asyncio(port_queue: Any, stop: Any, workers: int) -> None:
+    payload = _constant_response()
+
+    async def main() -> None:
+        server = grpc.aio.server()
+
+        async def score(request: bytes, context: Any) -> bytes:
+            return payload
+
+        async def stream(requests: Any, context: Any) -> Any:
+            async for _ in requests:
+                yield payload
+
+        _register_bare(
+            server,
+            {
+                "Score": grpc.unary_unary_rpc_method_handler(score),
+                "ScoreStream": grpc.stream_stream_rpc_method_handler(stream),
+            },
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_queue.put(port)
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        await server.stop(0)
+
+    asyncio.run(main())
+
+
+def _serve_real(port_queue: Any, stop: Any, data_dir: str, workers: int) -> None:
+    from service.logs import configure_logging
+    from service.server import CreditRiskServer
+    from settings import load_settings
+
+    # The call log is part of the path measured; it goes where nobody reads it.
+    configure_logging("INFO", open(os.devnull, "w"))  # noqa: SIM115 - lives with the process
+    settings = load_settings(
+        data_dir=Path(data_dir), server={"port": 0, "metrics_port": 0, "workers": workers}
+    )
+    server = CreditRiskServer(settings)
+    server.start()
+    server.load_and_serve()
+    assert server.runtime is not None
+    while server.runtime.book.pending():  # steady state: every decision's reasons computed
+        time.sleep(0.2)
+    port_queue.put(server.port)
+    stop.wait()
+    server.stop(0)
+
+
+class ServerProcess:
+    def __init__(self, target: Any, *args: Any) -> None:
+        context = mp.get_context("spawn")
+        self.stop = context.Event()
+        queue = context.Queue()
+        self.process = context.Process(target=target, args=(queue, self.stop, *args))
+        self.process.start()
+        while True:  # the child may take minutes to load; fail at once if it dies
+            try:
+                self.port = int(queue.get(timeout=1))
+                break
+            except Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError(f"server process exited ({self.process.exitcode})") from None
+
+    def close(self) -> None:
+        self.stop.set()
+        self.process.join(30)
+
+
+# -- clients ------------------------------------------------------------------------------------
+
+
+def _requests(subjects: list[str], n: int) -> list[credit_risk_pb2.ScoreRequest]:
+    return [
+        credit_risk_pb2.ScoreRequest(
+            subject=common_pb2.Subject(uscc=subjects[i % len(subjects)]),
+            purpose=common_pb2.PURPOSE_POST_LOAN_MANAGEMENT,
+        )
+        for i in range(n)
+    ]
+
+
+def concurrent_rate(port: int, key: str, requests: list[Any], in_flight: int = 64) -> float:
+    """Calls per second with ``in_flight`` calls outstanding (asyncio client)."""
+
+    async def run() -> float:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = credit_risk_pb2_grpc.CreditRiskStub(channel)
+            metadata = (("authorization", f"Bearer {key}"),)
+            for request in requests[:200]:  # warm-up
+                await stub.Score(request, metadata=metadata)
+            position = 0
+
+            async def worker() -> None:
+                nonlocal position
+                while position < len(requests):
+                    request = requests[position]
+                    position += 1
+                    await stub.Score(request, metadata=metadata)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(in_flight)))
+            return len(requests) / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
+def sequential_latency(port: int, key: str, requests: list[Any]) -> dict[str, float]:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = credit_risk_pb2_grpc.CreditRiskStub(channel)
+        metadata = (("authorization", f"Bearer {key}"),)
+        for request in requests[:200]:
+            stub.Score(request, metadata=metadata)
+        times = []
+        for request in requests:
+            started = time.perf_counter()
+            stub.Score(request, metadata=metadata)
+            times.append((time.perf_counter() - started) * 1000)
+    quantiles = statistics.quantiles(times, n=100)
+    return {
+        "p50_ms": round(quantiles[49], 3),
+        "p90_ms": round(quantiles[89], 3),
+        "p99_ms": round(quantiles[98], 3),
+        "calls": len(times),
+    }
+
+
+def stream_rate(port: int, key: str, requests: list[Any], streams: int = 1) -> float:
+    """Decisions per second over ``streams`` concurrent ScoreStream calls."""
+
+    async def run() -> float:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = credit_risk_pb2_grpc.CreditRiskStub(channel)
+            metadata = (("authorization", f"Bearer {key}"),)
+            share = len(requests) // streams
+
+            async def one(part: list[Any]) -> int:
+                call = stub.ScoreStream(iter(part), metadata=metadata)
+                count = 0
+                async for _ in call:
+                    count += 1
+                return count
+
+            await one(requests[:500])  # warm-up
+            started = time.perf_counter()
+            counts = await asyncio.gather(
+                *(one(requests[i * share : (i + 1) * share]) for i in range(streams))
+            )
+            return sum(counts) / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def _prepare(data_dir: Path) -> tuple[str, list[str]]:
+    from service.demo import prepare_demo
+    from settings import load_settings
+
+    settings = load_settings(data_dir=data_dir)
+    result = prepare_demo(settings, echo=print)
+    import duckdb
+
+    with duckdb.connect(str(settings.store_path), read_only=True) as con:
+        subjects = [
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT uscc FROM legal_entity WHERE established_on <= ? ORDER BY uscc",
+                [result.as_of],
+            ).fetchall()
+        ]
+    return result.keys["demo-lender"], subjects
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("var"))
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--sequential", type=int, default=5_000)
+    parser.add_argument("--stream-items", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    key, subjects = _prepare(args.data_dir)
+    requests = _requests(subjects, args.calls)
+    stream_requests = _requests(subjects, args.stream_items)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "grpcio": grpc.__version__,
+        },
+        "subjects": len(subjects),
+        "in_flight": 64,
+    }
+
+    bare = {}
+    for flavour, target in (("sync", _serve_bare_sync), ("asyncio", _serve_bare_asyncio)):
+        server = ServerProcess(target, args.workers)
+        try:
+            bare[flavour] = {
+                "score_calls_per_s": round(concurrent_rate(server.port, key, requests)),
+                "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
+                "stream_items_per_s": round(stream_rate(server.port, key, stream_requests)),
+            }
+        finally:
+            server.close()
+        print(flavour, "bare", bare[flavour], flush=True)
+    results["bare"] = bare
+    winner = max(bare, key=lambda f: bare[f]["score_calls_per_s"])
+    results["flavour"] = {
+        "chosen": "sync",
+        "faster_bare": winner,
+        "sync_over_asyncio": round(
+            bare["sync"]["score_calls_per_s"] / bare["asyncio"]["score_calls_per_s"], 2
+        ),
+    }
+
+    results["real_sync"] = {}
+    for workers in sorted({4, args.workers}):
+        server = ServerProcess(_serve_real, str(args.data_dir), workers)
+        try:
+            real_rate = concurrent_rate(server.port, key, requests)
+            real = {
+                "score_calls_per_s": round(real_rate),
+                "ratio_to_bare_sync": round(real_rate / bare["sync"]["score_calls_per_s"], 3),
+                "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
+                "stream_items_per_s": round(stream_rate(server.port, key, stream_requests)),
+                "stream_items_per_s_4_streams": round(
+                    stream_rate(server.port, key, stream_requests, streams=4)
+                ),
+            }
+        finally:
+            server.close()
+        print("real", workers, "workers", real, flush=True)
+        results["real_sync"][f"workers_{workers}"] = real
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
