@@ -8,10 +8,12 @@ and time, remembers it for idempotent retries and records the query as a credit 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from typing import Any, Protocol
 
+from audit.entries import decision_entry
 from audit.ids import decision_id
 from features.warnings import Severity
 from models.decisions import SEVERITY_ORDER, DecisionBook, SubjectDecision, WarningFlag
@@ -23,9 +25,23 @@ from service.idempotency import IdempotencyCache
 from service.inquiries import InquiryRecorder
 from service.problems import ConsentRequired, InvalidRequest, NotReady, SubjectNotFound
 
-__all__ = ["MAX_REFERENCE_LENGTH", "ScoreQuery", "ScoredDecision", "Scorer", "SubjectQuery"]
+__all__ = [
+    "MAX_REFERENCE_LENGTH",
+    "DecisionRecorder",
+    "ScoreQuery",
+    "ScoredDecision",
+    "Scorer",
+    "SubjectQuery",
+]
 
 MAX_REFERENCE_LENGTH = 128  # request_id and authorization_id
+
+
+class DecisionRecorder(Protocol):
+    """Where decisions are logged (``audit.log.DecisionLog``): ``append`` returns once the
+    entry is durable."""
+
+    def append(self, entry: Mapping[str, Any]) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,7 @@ class Scorer:
         inquiries: InquiryRecorder | None,
         idempotency: IdempotencyCache[ScoredDecision],
         non_inquiry_purposes: Collection[str] = ("post_loan_management", "self_inquiry"),
+        decision_log: DecisionRecorder | None = None,
     ) -> None:
         unknown = set(non_inquiry_purposes) - set(INQUIRY_PURPOSES)
         if unknown:
@@ -98,6 +115,7 @@ class Scorer:
         self.inquiries = inquiries
         self.idempotency = idempotency
         self.non_inquiry_purposes = frozenset(non_inquiry_purposes)
+        self.decision_log = decision_log
 
     # -- checks -------------------------------------------------------------------------
 
@@ -152,16 +170,38 @@ class Scorer:
                 f"no records on file for this {'entity' if subject_type == 'entity' else 'person'}"
                 f" as of {self.book.as_of.isoformat()}"
             )
-        mine = ScoredDecision(
-            decision_id=decision_id(),
-            decided_at=now,
-            subject=found,
-            client=client.name,
-            purpose=purpose,
-            authorization_id=query.authorization_id,
-            request_id=query.request_id,
-            warning_rules_version=self.book.warning_rules_version,
+        mine = self._explained(
+            ScoredDecision(
+                decision_id=decision_id(),
+                decided_at=now,
+                subject=found,
+                client=client.name,
+                purpose=purpose,
+                authorization_id=query.authorization_id,
+                request_id=query.request_id,
+                warning_rules_version=self.book.warning_rules_version,
+            ),
+            query.explain,
         )
+        if self.decision_log is not None:
+            # Logged before it can be answered or replayed: a retry never gets an
+            # answer the log lacks (a failed append fails the call).
+            self.decision_log.append(
+                decision_entry(
+                    decision_id=mine.decision_id,
+                    decided_at=now,
+                    kind="online",
+                    method=method,
+                    client=client.name,
+                    purpose=purpose,
+                    authorization_id=query.authorization_id,
+                    request_id=query.request_id,
+                    subject=mine.subject,
+                    model=self.book.model,
+                    warning_rules_version=mine.warning_rules_version,
+                    reasons_given=query.explain,
+                )
+            )
         answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)
         if answer is not mine:  # a concurrent retry of the same request stored its answer
             return self._explained(replace(answer, replayed=True), query.explain)
@@ -174,7 +214,7 @@ class Scorer:
                 inquired_at=now,
                 source=client.source,
             )
-        return self._explained(answer, query.explain)
+        return answer
 
     def _explained(self, answer: ScoredDecision, explain: bool) -> ScoredDecision:
         if not explain or answer.subject.explained:
