@@ -24,7 +24,13 @@ from models.model import RiskModel
 from models.reasons import Reason
 from models.registry import MODEL_FILE
 
-__all__ = ["ENTRY_FORMAT", "decision_entry", "vector_from_entry", "vector_text"]
+__all__ = [
+    "ENTRY_FORMAT",
+    "decision_entry",
+    "vector_from_entry",
+    "vector_text",
+    "warning_record",
+]
 
 ENTRY_FORMAT = 1
 
@@ -49,7 +55,7 @@ def _reason(reason: Reason) -> dict[str, Any]:
     }
 
 
-def _warning(flag: WarningFlag) -> dict[str, Any]:
+def warning_record(flag: WarningFlag) -> dict[str, Any]:
     return {
         "code": flag.code,
         "severity": flag.severity.value,
@@ -115,6 +121,6 @@ def decision_entry(
             "grade": decision.grade,
             "thin_file": decision.thin_file,
             "reasons": [_reason(r) for r in decision.reasons] if reasons_given else None,
-            "warnings": [_warning(flag) for flag in subject.warnings],
+            "warnings": [warning_record(flag) for flag in subject.warnings],
         },
     }
