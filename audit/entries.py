@@ -27,6 +27,7 @@ from models.registry import MODEL_FILE
 __all__ = [
     "ENTRY_FORMAT",
     "decision_entry",
+    "reason_record",
     "vector_from_entry",
     "vector_text",
     "warning_record",
@@ -46,7 +47,7 @@ def vector_from_entry(entry: Mapping[str, Any]) -> npt.NDArray[np.float64]:
     return np.frombuffer(raw, dtype="<f8").astype(np.float64)
 
 
-def _reason(reason: Reason) -> dict[str, Any]:
+def reason_record(reason: Reason) -> dict[str, Any]:
     return {
         "code": reason.code,
         "feature": reason.feature,
@@ -120,7 +121,7 @@ def decision_entry(
             "probability_of_default": decision.probability_of_default,
             "grade": decision.grade,
             "thin_file": decision.thin_file,
-            "reasons": [_reason(r) for r in decision.reasons] if reasons_given else None,
+            "reasons": [reason_record(r) for r in decision.reasons] if reasons_given else None,
             "warnings": [warning_record(flag) for flag in subject.warnings],
         },
     }

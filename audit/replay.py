@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from audit.entries import vector_from_entry, warning_record
+from audit.entries import reason_record, vector_from_entry, warning_record
 from features.catalog import feature_names
 from features.pipeline import KEY, build
 from features.warning_eval import evaluate_warnings
@@ -33,34 +33,79 @@ from models.model import RiskModel
 from models.registry import MODEL_FILE
 from records.store import RecordStore
 
-__all__ = ["ReplayReport", "replay_decision"]
+__all__ = ["Difference", "ReplayPart", "ReplayReport", "replay_decision"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    field: str  # e.g. "score", "reasons", "features.pub_enforcement_active"
+    recorded: str
+    replayed: str
+
+
+@dataclass
+class ReplayPart:
+    """One recomputation's comparisons: field -> bit-exact match, and what differed."""
+
+    matches: dict[str, bool] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+    unavailable: str | None = None  # why it could not be recomputed at all
+
+    @property
+    def ok(self) -> bool:
+        return self.unavailable is None and all(self.matches.values())
+
+    def compare(self, name: str, recorded: Any, replayed: Any, same: bool | None = None) -> None:
+        equal = recorded == replayed if same is None else same
+        self.matches[name] = equal
+        if not equal:
+            self.differences.append(Difference(name, repr(recorded), repr(replayed)))
 
 
 @dataclass
 class ReplayReport:
     decision_id: str
     model_version: str
-    matches: dict[str, bool] = field(default_factory=dict)  # field -> bit-exact match
-    differing_features: list[str] = field(default_factory=list)  # recomputed from records
-    notes: list[str] = field(default_factory=list)
+    from_recorded_features: ReplayPart = field(default_factory=ReplayPart)
+    from_records_store: ReplayPart = field(default_factory=ReplayPart)
 
     @property
     def ok(self) -> bool:
-        return all(self.matches.values()) and not self.differing_features
+        return self.from_recorded_features.ok and self.from_records_store.ok
+
+    @property
+    def matches(self) -> dict[str, bool]:
+        return {**self.from_recorded_features.matches, **self.from_records_store.matches}
 
     @property
     def differing(self) -> list[str]:
         return sorted(name for name, same in self.matches.items() if not same)
 
+    @property
+    def differing_features(self) -> list[str]:
+        prefix = "features."
+        return [
+            d.field[len(prefix) :]
+            for d in self.from_records_store.differences
+            if d.field.startswith(prefix)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
+        def part(value: ReplayPart) -> dict[str, Any]:
+            return {
+                "ok": value.ok,
+                "matches": dict(sorted(value.matches.items())),
+                "differences": [vars(d) for d in value.differences],
+                "unavailable": value.unavailable,
+            }
+
         return {
             "decision_id": self.decision_id,
             "model_version": self.model_version,
             "ok": self.ok,
-            "matches": dict(sorted(self.matches.items())),
             "differing": self.differing,
-            "differing_features": self.differing_features,
-            "notes": self.notes,
+            "from_recorded_features": part(self.from_recorded_features),
+            "from_records_store": part(self.from_records_store),
         }
 
 
@@ -79,48 +124,59 @@ def replay_decision(
     recorded = entry["answer"]
     version = entry["model"]["version"]
     report = ReplayReport(entry["decision_id"], version)
+    model_part = report.from_recorded_features
     model = RiskModel.load(data_dir, version, compiled=False)
-    report.matches["model_file"] = (
-        model.manifest["artifacts"][MODEL_FILE] == entry["model"]["model_sha256"]
+    model_part.compare(
+        "model_file", entry["model"]["model_sha256"], model.manifest["artifacts"][MODEL_FILE]
     )
     vector = vector_from_entry(entry)
     reasons_given = recorded["reasons"] is not None
     decision = model.decide(vector, explain=reasons_given)
-    report.matches["score"] = decision.score == recorded["score"]
-    report.matches["probability_of_default"] = _same_float(
-        decision.probability_of_default, recorded["probability_of_default"]
+    model_part.compare("score", recorded["score"], decision.score)
+    model_part.compare(
+        "probability_of_default",
+        recorded["probability_of_default"],
+        decision.probability_of_default,
+        _same_float(decision.probability_of_default, recorded["probability_of_default"]),
     )
-    report.matches["grade"] = decision.grade == recorded["grade"]
-    report.matches["thin_file"] = decision.thin_file == recorded["thin_file"]
+    model_part.compare("grade", recorded["grade"], decision.grade)
+    model_part.compare("thin_file", recorded["thin_file"], decision.thin_file)
     if reasons_given:
-        report.matches["reasons"] = [(r.code, r.feature) for r in decision.reasons] == [
-            (r["code"], r["feature"]) for r in recorded["reasons"]
-        ] and all(
-            _same_float(r.contribution, x["contribution"]) and _same_float(r.value, x["value"])
-            for r, x in zip(decision.reasons, recorded["reasons"], strict=False)
+        replayed = [reason_record(r) for r in decision.reasons]
+        model_part.compare(
+            "reasons",
+            recorded["reasons"],
+            replayed,
+            len(replayed) == len(recorded["reasons"])
+            and all(_same_reason(a, b) for a, b in zip(replayed, recorded["reasons"], strict=True)),
         )
 
+    store_part = report.from_records_store
     key = entry["subject"]["key"]
     as_of = date.fromisoformat(entry["features"]["as_of"])
     rows = build(
         store, as_of, [key], home_province=home_province, retention_years=retention_years
     ).filter(pl.col(KEY) == key)
     if rows.height != 1:
-        report.matches["features_from_records"] = False
-        report.notes.append(f"the subject has no feature row as of {as_of} in the store now")
-    else:
-        fresh = feature_matrix(rows)[0]
-        same = fresh.tobytes() == vector.tobytes()
-        report.matches["features_from_records"] = same
-        if not same:
-            names = feature_names()
-            report.differing_features = [
-                names[i]
-                for i in range(len(names))
-                if fresh[i : i + 1].tobytes() != vector[i : i + 1].tobytes()
-            ]
+        store_part.unavailable = f"the subject has no feature row as of {as_of} in the store now"
+        return report
+    fresh = feature_matrix(rows)[0]
+    names = feature_names()
+    for i, name in enumerate(names):
+        if fresh[i : i + 1].tobytes() != vector[i : i + 1].tobytes():
+            store_part.compare(f"features.{name}", float(vector[i]), float(fresh[i]), False)
+    store_part.matches["features"] = fresh.tobytes() == vector.tobytes()
     flags = flags_from_frame(
         evaluate_warnings(store, as_of, [key], retention_years=retention_years)
     ).get(key, ())
-    report.matches["warnings"] = [warning_record(flag) for flag in flags] == recorded["warnings"]
+    store_part.compare("warnings", recorded["warnings"], [warning_record(f) for f in flags])
     return report
+
+
+def _same_reason(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return (
+        a["code"] == b["code"]
+        and a["feature"] == b["feature"]
+        and _same_float(a["value"], b["value"])
+        and _same_float(a["contribution"], b["contribution"])
+    )
