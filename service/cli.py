@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from service.audit_cli import audit
 from service.cli_common import common_options, settings_from
 from service.features_cli import features
 from service.models_cli import compile_model, report, train, train_table
@@ -34,6 +35,7 @@ main.add_command(compile_model)
 main.add_command(serve)
 main.add_command(score)
 main.add_command(clients)
+main.add_command(audit)
 
 
 @main.command("store-info")

@@ -146,6 +146,22 @@ class ServerSettings(BaseModel):
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
 
+class AuditSettings(BaseModel):
+    """The decision log (hash-chained, append-only)."""
+
+    directory: Path | None = Field(
+        default=None, description="log directory; default <data_dir>/audit"
+    )
+    segment_bytes: int = Field(
+        default=64 << 20, ge=1 << 12, description="a segment file rotates before this size"
+    )
+    fsync: bool = Field(
+        default=True,
+        description="fsync each group commit: an acknowledged decision survives power loss "
+        "(off: it survives a killed process only)",
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about the service."""
 
@@ -166,6 +182,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property
     def store_path(self) -> Path:
@@ -174,6 +191,10 @@ class Settings(BaseSettings):
     @property
     def clients_path(self) -> Path:
         return self.server.clients_file or self.data_dir / "clients.json"
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.audit.directory or self.data_dir / "audit"
 
     @property
     def pseudonym_secret_path(self) -> Path:
