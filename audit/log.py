@@ -53,7 +53,10 @@ entry. An unfinished last line without a newline (a crash in the middle of ``wri
 that entry was never acknowledged) is cut off with a warning logged. Anything else wrong
 (a bad hash, a gap, a malformed line, a missing segment or head file, fewer entries than
 the head file records) is :class:`ChainBrokenError` and the log does not start: a
-regulator must look (``credit-risk audit verify``). Only one process may have a log open
+regulator must look (``credit-risk audit verify``). The head file is rewritten only after
+the entries it names were written (and fsynced), so a crash leaves it behind the log,
+never ahead, except after a power loss with ``fsync=False`` that lost acknowledged
+entries, which is then reported, not hidden. Only one process may have a log open
 (an exclusive ``flock`` on ``lock``). Checking the whole chain is :func:`verify_log`'s job.
 
 What verification detects, and what it cannot
@@ -230,6 +233,9 @@ class DecisionLog:
         directory = self._directory
         segments = list_segments(directory)
         head_path = directory / HEAD_FILE
+        if [(n, p.stat().st_size) for n, p in segments] == [(1, 0)] and not head_path.exists():
+            segments[0][1].unlink()  # a crash while the log was being created: still empty
+            segments = []
         if not segments:
             if head_path.exists():
                 head = self._head_or_break()
@@ -317,10 +323,12 @@ class DecisionLog:
         self._previous_hash = GENESIS_HASH
         self._segment_number = 1
         self._segment_size = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-        self._fd = os.open(self._directory / segment_name(1), flags, 0o644)
+        # the head file first, durably: a segment never exists without it
         self._head_fd = os.open(self._directory / HEAD_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         self._write_head(durable=True)
+        fsync_directory(self._directory)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        self._fd = os.open(self._directory / segment_name(1), flags, 0o644)
         fsync_directory(self._directory)
 
     # -- appending -----------------------------------------------------------------------
