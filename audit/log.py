@@ -95,13 +95,9 @@ from types import TracebackType
 from typing import Any
 
 from audit.chain import (
-    GENESIS_HASH,
     HEAD_FILE,
     LOCK_FILE,
-    ChainBreakError,
-    ChainCursor,
     Head,
-    HeadError,
     LogEntry,
     Receipt,
     canonical_bytes,
@@ -113,10 +109,9 @@ from audit.chain import (
     list_segments,
     parse_line,
     parse_time,
-    read_head,
     segment_name,
-    self_consistent,
 )
+from audit.recovery import ChainBrokenError, DecisionLogError, recover
 from audit.verify import VerifyResult, verify_log
 
 __all__ = [
@@ -136,27 +131,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class DecisionLogError(RuntimeError):
-    """The decision log cannot do what was asked."""
-
-
 class LogClosedError(DecisionLogError):
     """The log was closed (or failed) and takes no more entries."""
-
-
-class ChainBrokenError(DecisionLogError):
-    """The log on disk is not an intact chain; it will not be appended to."""
-
-    def __init__(self, sequence: int | None, segment: str | None, line: int | None, reason: str):
-        where = f"{segment}, line {line}" if line is not None else f"{segment}"
-        super().__init__(
-            f"decision log broken at sequence {sequence} ({where}): {reason}; it was not "
-            "opened for writing, a regulator must look (credit-risk audit verify)"
-        )
-        self.sequence = sequence
-        self.segment = segment
-        self.line = line
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -208,7 +184,7 @@ class DecisionLog:
         """Bytes of an unfinished last line cut off when this log was opened."""
 
         if not self._directory.is_dir():
-            self._directory.mkdir(parents=True)
+            self._directory.mkdir(parents=True, exist_ok=True)
             fsync_directory(self._directory.parent)
         self._lock_fd = os.open(self._directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -216,9 +192,18 @@ class DecisionLog:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise DecisionLogError(
-                    f"decision log {self._directory} is open in another process"
+                    f"decision log {self._directory} is already open (in this or another process)"
                 ) from None
-            self._recover()
+            state = recover(self._directory, fsync=fsync)
+            self.torn_tail_bytes = state.torn_tail_bytes
+            self._next_sequence = self._committed = state.next_sequence
+            self._previous_hash = state.previous_hash
+            self._segment_number = state.segment_number
+            self._segment_size = state.segment_size
+            path = self._directory / segment_name(state.segment_number)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            self._head_fd = os.open(self._directory / HEAD_FILE, os.O_RDWR)
+            self._write_head(durable=True)
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -226,110 +211,6 @@ class DecisionLog:
             target=self._run, name=f"decision-log-writer:{self._directory.name}", daemon=True
         )
         self._thread.start()
-
-    # -- opening -------------------------------------------------------------------------
-
-    def _recover(self) -> None:
-        directory = self._directory
-        segments = list_segments(directory)
-        head_path = directory / HEAD_FILE
-        if [(n, p.stat().st_size) for n, p in segments] == [(1, 0)] and not head_path.exists():
-            segments[0][1].unlink()  # a crash while the log was being created: still empty
-            segments = []
-        if not segments:
-            if head_path.exists():
-                head = self._head_or_break()
-                if head.sequence >= 0:
-                    raise ChainBrokenError(0, segment_name(1), None, "segment missing")
-                head_path.unlink()
-            self._start_fresh()
-            return
-        for index, (number, _) in enumerate(segments):
-            if number != index + 1:
-                raise ChainBrokenError(None, segment_name(index + 1), None, "segment missing")
-        head = self._head_or_break()
-
-        cursor = ChainCursor()
-        if len(segments) > 1:
-            previous_name = segment_name(len(segments) - 1)
-            data = segments[-2][1].read_bytes()
-            lines = data.split(b"\n")
-            if lines.pop() or not lines:
-                raise ChainBrokenError(None, previous_name, len(lines) + 1, "truncated segment")
-            last = parse_line(lines[-1], previous_name, len(lines))
-            if last is None or not self_consistent(lines[-1]):
-                reason = "malformed line" if last is None else "hash mismatch"
-                raise ChainBrokenError(None, previous_name, len(lines), reason)
-            cursor = ChainCursor(last.sequence + 1, last.hash)
-
-        number, path = segments[-1]
-        name = segment_name(number)
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        tail = lines.pop()
-        for line, raw in enumerate(lines, 1):
-            try:
-                entry = cursor.step(raw, name, line)
-            except ChainBreakError as brk:
-                raise ChainBrokenError(brk.sequence, brk.segment, brk.line, brk.reason) from None
-            if entry.sequence == head.sequence and entry.hash != head.hash:
-                raise ChainBrokenError(
-                    entry.sequence, name, line, "hash does not match the head file"
-                )
-        if head.sequence >= cursor.next_sequence:
-            raise ChainBrokenError(
-                cursor.next_sequence,
-                name,
-                len(lines) + 1,
-                f"truncated segment (the log ends at sequence {cursor.next_sequence - 1}, "
-                f"the head file records {head.sequence})",
-            )
-        size = len(data)
-        if tail:
-            size -= len(tail)
-            logger.warning(
-                "decision log %s: cut off an unfinished last line in %s (%d bytes without a "
-                "newline, left by a crash; never acknowledged); the chain continues after "
-                "sequence %d",
-                directory,
-                name,
-                len(tail),
-                cursor.next_sequence - 1,
-            )
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.ftruncate(fd, size)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self.torn_tail_bytes = len(tail)
-        self._next_sequence = cursor.next_sequence
-        self._previous_hash = cursor.previous_hash
-        self._committed = cursor.next_sequence
-        self._segment_number = number
-        self._segment_size = size
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        self._head_fd = os.open(head_path, os.O_RDWR)
-        self._write_head(durable=True)
-
-    def _head_or_break(self) -> Head:
-        try:
-            return read_head(self._directory, attempts=1)
-        except HeadError as err:
-            raise ChainBrokenError(None, HEAD_FILE, None, str(err)) from None
-
-    def _start_fresh(self) -> None:
-        self._next_sequence = self._committed = 0
-        self._previous_hash = GENESIS_HASH
-        self._segment_number = 1
-        self._segment_size = 0
-        # the head file first, durably: a segment never exists without it
-        self._head_fd = os.open(self._directory / HEAD_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        self._write_head(durable=True)
-        fsync_directory(self._directory)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-        self._fd = os.open(self._directory / segment_name(1), flags, 0o644)
-        fsync_directory(self._directory)
 
     # -- appending -----------------------------------------------------------------------
 

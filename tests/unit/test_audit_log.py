@@ -250,7 +250,7 @@ def test_a_crash_right_after_creating_a_segment(tmp_path: Path) -> None:
 
 def test_one_process_at_a_time_and_no_appends_after_close(tmp_path: Path) -> None:
     log = DecisionLog(tmp_path / "audit")
-    with pytest.raises(DecisionLogError, match="another process"):
+    with pytest.raises(DecisionLogError, match="already open"):
         DecisionLog(tmp_path / "audit")
     log.append(body(0))
     log.close()
