@@ -400,6 +400,21 @@ def test_a_missing_segment_and_a_missing_head(tampered: tuple[Path, list[Receipt
     assert refuses_to_open(log_dir).reason == "segment missing"
 
 
+def test_a_head_file_that_does_not_match_the_log(tampered: tuple[Path, list[Receipt]]) -> None:
+    log_dir, receipts = tampered
+    head = log_dir / "head.json"
+    head.write_bytes(encode_head(ChainHead(29, receipts[28].hash)))
+    result = verify_log(log_dir)
+    assert where(result) == (False, 29, segment_name(6), 5)
+    assert result.reason == "hash does not match the head file"
+    assert refuses_to_open(log_dir).reason == "hash does not match the head file"
+    head.write_bytes(
+        encode_head(ChainHead(29, receipts[29].hash)).replace(b'"seq":29', b'"seq":28')
+    )
+    assert verify_log(log_dir).reason == "head file malformed"
+    assert refuses_to_open(log_dir).reason == "head file malformed"
+
+
 def test_forged_entries_appended_at_the_end(tampered: tuple[Path, list[Receipt]]) -> None:
     log_dir, receipts = tampered
     segment = log_dir / segment_name(6)
