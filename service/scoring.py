@@ -153,8 +153,12 @@ class Scorer:
 
     # -- answers ------------------------------------------------------------------------
 
-    def decide(self, query: ScoreQuery, client: Client, method: str) -> ScoredDecision:
-        """The decision about ``query``'s subject for ``client`` (Score, GetWarnings)."""
+    def decide(
+        self, query: ScoreQuery, client: Client, method: str, channel: str | None = None
+    ) -> ScoredDecision:
+        """The decision about ``query``'s subject for ``client``: ``method`` is what the
+        answer is (Score, GetWarnings: a retried request id must name the same),
+        ``channel`` how it was asked (default: the method; ScoreStream), as logged."""
         now = datetime.now(UTC)
         subject_type, key, identifier = self.subject_key(query.subject, now.date())
         purpose = self._check(query, subject_type)
@@ -191,7 +195,7 @@ class Scorer:
                     decision_id=mine.decision_id,
                     decided_at=now,
                     kind="online",
-                    method=method,
+                    method=channel or method,
                     client=client.name,
                     purpose=purpose,
                     authorization_id=query.authorization_id,

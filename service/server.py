@@ -28,7 +28,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from creditrisk.v1 import credit_risk_pb2
+from audit.log import DecisionLog
+from creditrisk.v1 import audit_pb2, audit_pb2_grpc, credit_risk_pb2
 from features.store import FeatureStore
 from features.warning_eval import evaluate_warnings
 from models.decisions import DecisionBook
@@ -36,6 +37,7 @@ from models.model import RiskModel
 from models.registry import ModelRegistry
 from records.runtime import make_ingestor, make_pseudonymiser, open_store
 from records.store import RecordStore
+from service.audit_servicer import AuditServicer
 from service.clients import ClientRegistry
 from service.idempotency import IdempotencyCache
 from service.inquiries import InquiryRecorder
@@ -66,11 +68,13 @@ class ServiceRuntime:
     book: DecisionBook
     scorer: Scorer
     inquiries: InquiryRecorder | None
+    decision_log: DecisionLog
     load_seconds: float
 
     def close(self) -> None:
         if self.inquiries is not None:
             self.inquiries.close()
+        self.decision_log.close()
         self.features.flush()
         self.store.close()
 
@@ -104,6 +108,11 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
         book.rebuild(
             evaluate_warnings(store, as_of, retention_years=settings.features.retention_years)
         )
+        decision_log = DecisionLog(
+            settings.audit_log_path,
+            segment_bytes=settings.audit.segment_bytes,
+            fsync=settings.audit.fsync,
+        )
         inquiries = None
         if record_inquiries:
             inquiries = InquiryRecorder(
@@ -119,6 +128,7 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
                 settings.server.idempotency_max_entries,
             ),
             non_inquiry_purposes=settings.server.non_inquiry_purposes,
+            decision_log=decision_log,
         )
     except BaseException:
         store.close()
@@ -131,7 +141,7 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
         as_of,
         elapsed,
     )
-    return ServiceRuntime(store, features, model, book, scorer, inquiries, elapsed)
+    return ServiceRuntime(store, features, model, book, scorer, inquiries, decision_log, elapsed)
 
 
 def _read(path: Path | None, what: str) -> bytes:
@@ -191,10 +201,19 @@ class CreditRiskServer:
             maximum_concurrent_rpcs=None,
         )
         register(self.servicer, self._server)
+        self.audit = AuditServicer(
+            settings.data_dir,
+            home_province=settings.home_province,
+            retention_years=settings.features.retention_years,
+        )
+        audit_pb2_grpc.add_AuditServicer_to_server(  # type: ignore[no-untyped-call]
+            self.audit, self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (
                 credit_risk_pb2.DESCRIPTOR.services_by_name["CreditRisk"].full_name,
+                audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
                 health.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
@@ -235,6 +254,7 @@ class CreditRiskServer:
         decision behind (a subject asked about before its turn is explained on the spot)."""
         self.runtime = runtime
         self.servicer.attach(runtime.scorer)
+        self.audit.attach(runtime.decision_log, runtime.store, runtime.scorer.pseudonymiser)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._explainer = threading.Thread(
             target=self._explain, args=(runtime,), name="reasons", daemon=True

@@ -89,7 +89,7 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
             try:
                 self.quotas.take(client)
                 query = decode_score_request(request)
-                answer = scorer.decide(query, client, _SCORE)
+                answer = scorer.decide(query, client, _SCORE, "ScoreStream")
                 encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
                 ok.inc()
             except Exception as err:

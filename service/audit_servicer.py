@@ -1,0 +1,313 @@
+"""The Audit servicer (regulator role only, enforced by the auth interceptor): read the
+decision log, replay a decision, verify the chain, fetch a model's report. Decode, call
+the audit domain, encode; problems are raised and mapped in one place."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from audit.entries import vector_from_entry
+from audit.log import DecisionLog, LogEntry, verify_log
+from audit.replay import ReplayPart, replay_decision
+from creditrisk.v1 import audit_pb2, audit_pb2_grpc, common_pb2
+from features.catalog import feature_names
+from models.registry import ModelNotFoundError, ModelRegistry
+from records.pseudonym import Pseudonymiser
+from records.store import RecordStore
+from service.problems import InvalidRequest, NotFound, NotReady
+
+__all__ = ["AuditServicer"]
+
+_CHANNELS = {
+    "Score": audit_pb2.DECISION_CHANNEL_SCORE,
+    "ScoreStream": audit_pb2.DECISION_CHANNEL_SCORE_STREAM,
+    "GetWarnings": audit_pb2.DECISION_CHANNEL_WARNINGS,
+    "batch": audit_pb2.DECISION_CHANNEL_BATCH,
+}
+_PURPOSES = {
+    "loan_approval": common_pb2.PURPOSE_LOAN_APPROVAL,
+    "credit_card_approval": common_pb2.PURPOSE_CREDIT_CARD_APPROVAL,
+    "guarantee_review": common_pb2.PURPOSE_GUARANTEE_REVIEW,
+    "post_loan_management": common_pb2.PURPOSE_POST_LOAN_MANAGEMENT,
+    "self_inquiry": common_pb2.PURPOSE_SELF_INQUIRY,
+}
+_GRADES: dict[str, Any] = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
+_SEVERITIES = {"low": 1, "medium": 2, "high": 3, "severe": 4}
+_ROLES = {"legal_representative": 1, "shareholder": 2, "controlled_company": 3}
+_PROBLEMS = {  # audit.verify's reasons (plain words) -> the contract's codes, first match
+    "does not match the anchor": audit_pb2.CHAIN_PROBLEM_FORGED,
+    "does not match the head file": audit_pb2.CHAIN_PROBLEM_TRUNCATED,
+    "head file malformed": audit_pb2.CHAIN_PROBLEM_MALFORMED,
+    "head file missing": audit_pb2.CHAIN_PROBLEM_TRUNCATED,
+    "segment missing": audit_pb2.CHAIN_PROBLEM_TRUNCATED,
+    "log directory missing": audit_pb2.CHAIN_PROBLEM_TRUNCATED,
+    "hash mismatch": audit_pb2.CHAIN_PROBLEM_HASH_MISMATCH,
+    "previous hash": audit_pb2.CHAIN_PROBLEM_BROKEN_LINK,
+    "sequence gap": audit_pb2.CHAIN_PROBLEM_SEQUENCE_GAP,
+    "out of order": audit_pb2.CHAIN_PROBLEM_OUT_OF_ORDER,
+    "truncated": audit_pb2.CHAIN_PROBLEM_TRUNCATED,
+    "malformed": audit_pb2.CHAIN_PROBLEM_MALFORMED,
+    "forged": audit_pb2.CHAIN_PROBLEM_FORGED,
+}
+_MAX_LIST = 100_000
+
+
+def _stamp(text: str) -> timestamp_pb2.Timestamp:
+    moment = datetime.fromisoformat(text)
+    return timestamp_pb2.Timestamp(seconds=int(moment.timestamp()), nanos=moment.microsecond * 1000)
+
+
+def _time(stamp: timestamp_pb2.Timestamp, field: str) -> datetime | None:
+    if stamp.seconds == 0 and stamp.nanos == 0:
+        return None
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise InvalidRequest(field, "out_of_range", f"{field} is not a valid timestamp")
+    return datetime.fromtimestamp(stamp.seconds, UTC).replace(microsecond=stamp.nanos // 1000)
+
+
+def decision_record(entry: LogEntry) -> audit_pb2.DecisionRecord:
+    """A log entry as the regulator reads it."""
+    body: Mapping[str, Any] = entry.body
+    answer = body["answer"]
+    vector = vector_from_entry(body)
+    record = audit_pb2.DecisionRecord(
+        sequence=entry.sequence + 1,  # the contract counts from 1, the log from 0
+        decision_id=body["decision_id"],
+        decided_at=_stamp(body["time"]),
+        client=body["client"],
+        channel=_CHANNELS.get(body["method"], audit_pb2.DECISION_CHANNEL_UNSPECIFIED),
+        request_id=body["request_id"],
+        purpose=_PURPOSES.get(body["purpose"], common_pb2.PURPOSE_UNSPECIFIED),
+        authorization_id=body["authorization_id"],
+        subject_kind=common_pb2.SUBJECT_KIND_ENTITY
+        if body["subject"]["type"] == "entity"
+        else common_pb2.SUBJECT_KIND_PERSON,
+        subject_key=body["subject"]["key"],
+        model_version=body["model"]["version"],
+        model_hash=body["model"]["model_sha256"],
+        catalog_hash=body["model"]["catalog_hash"],
+        warning_rules_version=body["warning_rules_version"],
+        features=[
+            audit_pb2.FeatureValue(name=name, value=float(value))
+            for name, value in zip(feature_names(), vector, strict=False)
+        ],
+        features_as_of=body["features"]["as_of"],
+        score=answer["score"],
+        probability_of_default=answer["probability_of_default"],
+        grade=_GRADES[answer["grade"]],
+        thin_file=answer["thin_file"],
+        explain=answer["reasons"] is not None,
+        previous_hash=entry.previous_hash,
+        hash=entry.hash,
+    )
+    for reason in answer["reasons"] or ():
+        record.reasons.add(
+            code=reason["code"],
+            feature=reason["feature"],
+            value=reason["value"],
+            contribution=reason["contribution"],
+        )
+    for flag in answer["warnings"]:
+        warning = record.warnings.add(
+            code=flag["code"], severity=_SEVERITIES[flag["severity"]], since=flag["since"]
+        )
+        for item in flag["evidence"]:
+            table, source, ident = ([*item["record"].split(":", 2), "", ""])[:3]
+            evidence = warning.evidence.add(
+                record=ident,
+                table=table,
+                source=source,
+                kind=item["kind"] or "",
+                date=item["date"] or "",
+            )
+            if item["amount"] is not None:
+                evidence.amount = f"{item['amount']:.2f}"
+            if item["days_past_due"] is not None:
+                evidence.overdue_days = item["days_past_due"]
+        if flag["via"] is not None:
+            warning.via.role = _ROLES.get(flag["via"]["role"], 0)  # type: ignore[assignment]
+            if len(flag["via"]["subject"]) == 18:
+                warning.via.kind = common_pb2.SUBJECT_KIND_ENTITY
+                warning.via.subject.uscc = flag["via"]["subject"]
+            else:
+                warning.via.kind = common_pb2.SUBJECT_KIND_PERSON
+                warning.via.pseudonym = flag["via"]["subject"]
+    return record
+
+
+def _replay_part(part: ReplayPart) -> audit_pb2.Replay:
+    if part.unavailable is not None:
+        return audit_pb2.Replay(
+            outcome=audit_pb2.REPLAY_OUTCOME_UNAVAILABLE, message=part.unavailable
+        )
+    return audit_pb2.Replay(
+        outcome=audit_pb2.REPLAY_OUTCOME_MATCH if part.ok else audit_pb2.REPLAY_OUTCOME_DIFFERS,
+        differences=[
+            audit_pb2.FieldDifference(field=d.field, recorded=d.recorded, replayed=d.replayed)
+            for d in part.differences
+        ],
+        message="bit-exact" if part.ok else f"{len(part.differences)} field(s) differ",
+    )
+
+
+class AuditServicer(audit_pb2_grpc.AuditServicer):
+    def __init__(self, data_dir: Path, *, home_province: str, retention_years: int) -> None:
+        self.data_dir = data_dir
+        self.home_province = home_province
+        self.retention_years = retention_years
+        self._log: DecisionLog | None = None
+        self._store: RecordStore | None = None
+        self._pseudonymiser: Pseudonymiser | None = None
+
+    def attach(self, log: DecisionLog, store: RecordStore, pseudonymiser: Pseudonymiser) -> None:
+        """Start answering from the service's log and store (until then: UNAVAILABLE)."""
+        self._log, self._store, self._pseudonymiser = log, store, pseudonymiser
+
+    def _subject_filter(self, subject: common_pb2.Subject) -> str | None:
+        which = subject.WhichOneof("id")
+        if which == "uscc":
+            return subject.uscc
+        if which == "resident_id" and self._pseudonymiser is not None:
+            return self._pseudonymiser.person_key(subject.resident_id)
+        return None
+
+    @property
+    def log(self) -> DecisionLog:
+        if self._log is None:
+            raise NotReady("the service is loading; retry shortly")
+        return self._log
+
+    def store(self) -> RecordStore:
+        """A cursor on the service's store for this call's thread."""
+        if self._store is None:
+            raise NotReady("the service is loading; retry shortly")
+        return self._store.cursor()
+
+    def _entry(self, decision_id: str) -> LogEntry:
+        if not decision_id or len(decision_id) > 64 or not decision_id.isprintable():
+            raise InvalidRequest("decision_id", "malformed", "decision_id is not a decision id")
+        found = self.log.get(decision_id)
+        if found is None:
+            raise NotFound("no decision with that id in the log")
+        return found
+
+    def GetDecision(  # noqa: N802 - gRPC method name
+        self, request: audit_pb2.GetDecisionRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.DecisionRecord:
+        return decision_record(self._entry(request.decision_id))
+
+    def ListDecisions(  # noqa: N802
+        self, request: audit_pb2.ListDecisionsRequest, context: grpc.ServicerContext
+    ) -> Iterator[audit_pb2.DecisionRecord]:
+        start = _time(request.from_time, "from_time")
+        end = _time(request.to_time, "to_time")
+        if request.limit < 0:
+            raise InvalidRequest("limit", "out_of_range", "limit must not be negative")
+        limit = request.limit or _MAX_LIST
+        grade = {v: k for k, v in _GRADES.items()}.get(request.grade)
+        sent = 0
+        wanted = self._subject_filter(request.subject)
+        # Contract sequences count from 1: entries after N are the log's from N on.
+        for entry in self.log.entries(max(request.after_sequence, 0)):
+            body = entry.body
+            moment = datetime.fromisoformat(body["time"])
+            if (start and moment < start) or (end and moment >= end):
+                continue
+            if request.client and body["client"] != request.client:
+                continue
+            if request.model_version and body["model"]["version"] != request.model_version:
+                continue
+            if grade and body["answer"]["grade"] != grade:
+                continue
+            if request.warning_code and not any(
+                w["code"] == request.warning_code for w in body["answer"]["warnings"]
+            ):
+                continue
+            if wanted is not None and body["subject"]["key"] != wanted:
+                continue
+            yield decision_record(entry)
+            sent += 1
+            if sent >= limit:
+                return
+
+    def ReplayDecision(  # noqa: N802
+        self, request: audit_pb2.ReplayDecisionRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ReplayResult:
+        entry = self._entry(request.decision_id)
+        try:
+            with self.store() as store:
+                report = replay_decision(
+                    entry.body,
+                    data_dir=self.data_dir,
+                    store=store,
+                    home_province=self.home_province,
+                    retention_years=self.retention_years,
+                )
+        except ModelNotFoundError:
+            unavailable = audit_pb2.Replay(
+                outcome=audit_pb2.REPLAY_OUTCOME_UNAVAILABLE,
+                message="the recorded model version is not in the registry",
+            )
+            return audit_pb2.ReplayResult(
+                decision_id=request.decision_id,
+                model_version=entry.body["model"]["version"],
+                from_recorded_features=unavailable,
+                from_records_store=unavailable,
+            )
+        return audit_pb2.ReplayResult(
+            decision_id=report.decision_id,
+            model_version=report.model_version,
+            from_recorded_features=_replay_part(report.from_recorded_features),
+            from_records_store=_replay_part(report.from_records_store),
+        )
+
+    def VerifyLog(  # noqa: N802
+        self, request: audit_pb2.VerifyLogRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.VerifyResult:
+        result = verify_log(
+            self.log.directory,
+            from_time=_time(request.from_time, "from_time"),
+            to_time=_time(request.to_time, "to_time"),
+        )
+        answer = audit_pb2.VerifyResult(intact=result.ok, entries_checked=result.entries)
+        if not result.ok:
+            reason = result.reason or ""
+            problem = next(
+                (code for text, code in _PROBLEMS.items() if text in reason),
+                audit_pb2.CHAIN_PROBLEM_UNSPECIFIED,
+            )
+            answer.first_broken.CopyFrom(
+                audit_pb2.BrokenEntry(
+                    sequence=(result.first_bad_sequence or 0) + 1,
+                    segment=result.segment or "",
+                    offset=result.line or 0,
+                    problem=problem,
+                    detail=reason,
+                )
+            )
+        return answer
+
+    def GetModelReport(  # noqa: N802
+        self, request: audit_pb2.ModelReportRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ModelReport:
+        version = request.model_version or None
+        if version is not None and (len(version) > 64 or not version.isprintable()):
+            raise InvalidRequest("model_version", "malformed", "not a model version")
+        try:
+            found, _, report = ModelRegistry(self.data_dir).report(version)
+        except ModelNotFoundError:
+            raise NotFound("no registered model of that version") from None
+        generated = timestamp_pb2.Timestamp()
+        generated.GetCurrentTime()
+        return audit_pb2.ModelReport(
+            model_version=found,
+            generated_at=generated,
+            report_json=json.dumps(report, sort_keys=True, default=str),
+        )

@@ -1,0 +1,153 @@
+"""The Audit service through a real server: every decision path writes the log before it
+answers; the regulator reads, lists, replays and verifies; nobody else may."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from conftest import ROLES, ServiceData, bearer
+
+from creditrisk.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    common_pb2,
+    credit_risk_pb2,
+    credit_risk_pb2_grpc,
+)
+from service.server import CreditRiskServer
+
+LOAN = common_pb2.PURPOSE_LOAN_APPROVAL
+
+
+@pytest.fixture(scope="module")
+def stubs(channel: grpc.Channel) -> tuple[Any, Any]:
+    return credit_risk_pb2_grpc.CreditRiskStub(channel), audit_pb2_grpc.AuditStub(channel)
+
+
+def _entities(server: CreditRiskServer) -> list[str]:
+    assert server.runtime is not None
+    return [k for k in server.runtime.features.subject_keys() if len(k) == 18]
+
+
+def test_every_decision_path_is_logged_and_readable(
+    live_server: CreditRiskServer, service_data: ServiceData, stubs: tuple[Any, Any]
+) -> None:
+    scoring, audit = stubs
+    lender = bearer(service_data.keys["lender"])
+    regulator = bearer(service_data.keys["regulator"])
+    keys = _entities(live_server)
+    scored = scoring.Score(
+        credit_risk_pb2.ScoreRequest(
+            subject=common_pb2.Subject(uscc=keys[0]),
+            purpose=LOAN,
+            explain=True,
+            request_id="audit-1",
+        ),
+        metadata=lender,
+    )
+    streamed = list(
+        scoring.ScoreStream(
+            iter(
+                credit_risk_pb2.ScoreRequest(subject=common_pb2.Subject(uscc=k), purpose=LOAN)
+                for k in keys[1:4]
+            ),
+            metadata=lender,
+        )
+    )
+    warned = scoring.GetWarnings(
+        credit_risk_pb2.WarningsRequest(subject=common_pb2.Subject(uscc=keys[4]), purpose=LOAN),
+        metadata=lender,
+    )
+    record = audit.GetDecision(
+        audit_pb2.GetDecisionRequest(decision_id=scored.decision_id), metadata=regulator
+    )
+    assert record.channel == audit_pb2.DECISION_CHANNEL_SCORE
+    assert (record.score, record.probability_of_default, record.grade) == (
+        scored.score,
+        scored.probability_of_default,
+        scored.grade,
+    )
+    assert [r.code for r in record.reasons] == [r.code for r in scored.reasons]
+    assert [w.code for w in record.warnings] == [w.code for w in scored.warnings]
+    assert record.client == "demo-lender" and record.request_id == "audit-1"
+    assert record.subject_key == keys[0] and len(record.features) > 100
+    assert record.decided_at == scored.decided_at and len(record.hash) == 64
+    for answer in streamed:
+        found = audit.GetDecision(
+            audit_pb2.GetDecisionRequest(decision_id=answer.decision_id), metadata=regulator
+        )
+        assert found.channel == audit_pb2.DECISION_CHANNEL_SCORE_STREAM
+        assert found.score == answer.score
+    found = audit.GetDecision(
+        audit_pb2.GetDecisionRequest(decision_id=warned.decision_id), metadata=regulator
+    )
+    assert found.channel == audit_pb2.DECISION_CHANNEL_WARNINGS
+    with pytest.raises(grpc.RpcError) as missing:
+        audit.GetDecision(
+            audit_pb2.GetDecisionRequest(decision_id="01M8BFWFS2AF92V8W87JXZ4FJ5"),
+            metadata=regulator,
+        )
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+    replay = audit.ReplayDecision(
+        audit_pb2.ReplayDecisionRequest(decision_id=scored.decision_id), metadata=regulator
+    )
+    assert replay.from_recorded_features.outcome == audit_pb2.REPLAY_OUTCOME_MATCH
+    assert replay.from_records_store.outcome == audit_pb2.REPLAY_OUTCOME_MATCH, replay
+
+    listed = list(
+        audit.ListDecisions(
+            audit_pb2.ListDecisionsRequest(client="demo-lender", grade=scored.grade),
+            metadata=regulator,
+        )
+    )
+    assert scored.decision_id in {r.decision_id for r in listed}
+    assert all(r.client == "demo-lender" and r.grade == scored.grade for r in listed)
+    verified = audit.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=regulator)
+    assert verified.intact and verified.entries_checked >= 5
+    report = audit.GetModelReport(audit_pb2.ModelReportRequest(), metadata=regulator)
+    assert report.model_version == scored.model_version
+    assert "summary" in json.loads(report.report_json)
+
+
+def _audit_calls(audit: Any, metadata: Any) -> Iterator[tuple[str, Any]]:
+    yield (
+        "GetDecision",
+        lambda: audit.GetDecision(audit_pb2.GetDecisionRequest(decision_id="x"), metadata=metadata),
+    )
+    yield (
+        "ListDecisions",
+        lambda: list(
+            audit.ListDecisions(audit_pb2.ListDecisionsRequest(limit=1), metadata=metadata)
+        ),
+    )
+    yield "VerifyLog", lambda: audit.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=metadata)
+    yield (
+        "GetModelReport",
+        lambda: audit.GetModelReport(audit_pb2.ModelReportRequest(), metadata=metadata),
+    )
+
+
+def test_only_the_regulator_reaches_the_audit_service(
+    service_data: ServiceData, stubs: tuple[Any, Any]
+) -> None:
+    _, audit = stubs
+    for role in ROLES:
+        for name, call in _audit_calls(audit, bearer(service_data.keys[role])):
+            try:
+                call()
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as err:
+                code = err.code()
+            if role == "regulator":
+                assert code in (grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND), name
+            else:
+                assert code == grpc.StatusCode.PERMISSION_DENIED, (role, name)
+    for name, call in _audit_calls(audit, ()):
+        with pytest.raises(grpc.RpcError) as anonymous:
+            call()
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
