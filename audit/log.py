@@ -125,6 +125,7 @@ __all__ = [
     "VerifyResult",
     "canonical_bytes",
     "entry_hash",
+    "find_decision",
     "verify_log",
 ]
 
@@ -419,22 +420,29 @@ class DecisionLog:
                     yield entry
 
     def get(self, decision_id: str) -> LogEntry | None:
-        """The entry of a decision (a scan, newest segment first, of the bytes for
-        ``"decision_id":"..."``; only matching lines are parsed), or None."""
-        needle = b'"decision_id":' + canonical_bytes({"": decision_id})[4:-1]
-        for number, path in reversed(list_segments(self._directory)):
-            data = path.read_bytes()
-            position = data.find(needle)
-            while position >= 0:
-                begin = data.rfind(b"\n", 0, position) + 1
-                end = data.find(b"\n", position)
-                if end >= 0:
-                    line = data.count(b"\n", 0, begin) + 1
-                    entry = parse_line(data[begin:end], segment_name(number), line)
-                    if entry is not None and entry.body.get("decision_id") == decision_id:
-                        return entry
-                position = data.find(needle, position + 1)
-        return None
+        """The entry of a decision, or None (see :func:`find_decision`)."""
+        return find_decision(self._directory, decision_id)
+
+
+def find_decision(directory: Path, decision_id: str) -> LogEntry | None:
+    """The entry of a decision in a log directory, open or not (nothing is locked or
+    written): a scan, newest segment first, of the bytes for ``"decision_id":"..."``; only
+    matching complete lines are parsed, and hashes are not checked (that is
+    :func:`verify_log`)."""
+    needle = b'"decision_id":' + canonical_bytes({"": decision_id})[4:-1]
+    for number, path in reversed(list_segments(directory)):
+        data = path.read_bytes()
+        position = data.find(needle)
+        while position >= 0:
+            begin = data.rfind(b"\n", 0, position) + 1
+            end = data.find(b"\n", position)
+            if end >= 0:
+                line = data.count(b"\n", 0, begin) + 1
+                entry = parse_line(data[begin:end], segment_name(number), line)
+                if entry is not None and entry.body.get("decision_id") == decision_id:
+                    return entry
+            position = data.find(needle, position + 1)
+    return None
 
 
 def _first_sequence(path: Path) -> int | None:

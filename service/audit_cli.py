@@ -26,7 +26,7 @@ def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @click.group()
 def audit() -> None:
-    """The decision log: verify the hash chain."""
+    """The decision log: verify the hash chain, replay a decision."""
 
 
 @audit.command()
@@ -61,3 +61,36 @@ def verify(
     result = verify_log(settings.audit_log_path, from_time=from_time, to_time=to_time)
     click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
     sys.exit(0 if result.ok else 1)
+
+
+@audit.command()
+@common_options
+@click.argument("decision_id")
+def replay(data_dir: Path | None, config_file: Path | None, decision_id: str) -> None:
+    """Replay logged decision DECISION_ID: recompute it from its recorded feature vector
+    with its recorded model version, and its features and warning flags from the records
+    store as of its recorded date; print one JSON report naming every field that differs.
+    Exit status 0 only for a bit-exact match. (The store must not be open in a running
+    server; the Audit service's ReplayDecision replays inside it.)"""
+    from audit.log import find_decision
+    from audit.replay import replay_decision
+    from models.registry import ModelNotFoundError
+    from records.runtime import open_store
+
+    settings = settings_from(data_dir, config_file)
+    entry = find_decision(settings.audit_log_path, decision_id)
+    if entry is None:
+        raise click.ClickException(f"no decision {decision_id} in {settings.audit_log_path}")
+    try:
+        with open_store(settings, read_only=True) as store:
+            report = replay_decision(
+                entry.body,
+                data_dir=settings.data_dir,
+                store=store,
+                home_province=settings.home_province,
+                retention_years=settings.features.retention_years,
+            )
+    except ModelNotFoundError as err:
+        raise click.ClickException(f"cannot replay: {err}") from None
+    click.echo(json.dumps({"sequence": entry.sequence, **report.to_dict()}, indent=2))
+    sys.exit(0 if report.ok else 1)
