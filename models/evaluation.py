@@ -27,6 +27,7 @@ __all__ = [
     "population_stability",
     "roc_points",
     "score_histogram",
+    "stability_index",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -141,20 +142,34 @@ def population_stability(
     base_bin = np.searchsorted(inner, base, side="left")
     new_bin = np.searchsorted(inner, new, side="left")
     edges: list[float | None] = [None, *[float(e) for e in inner], None]  # None: open end
+    slots = range(inner.size + 1)
+    return stability_index(
+        [float(np.mean(base_bin == index)) for index in slots],
+        [float(np.mean(new_bin == index)) for index in slots],
+        [{"above": edges[index], "up_to": edges[index + 1]} for index in slots],
+        floor=floor,
+    )
+
+
+def stability_index(
+    expected_shares: Sequence[float],
+    actual_shares: Sequence[float],
+    labels: Sequence[dict[str, Any]],
+    floor: float = 1e-4,
+) -> dict[str, Any]:
+    """The population stability index over bins whose shares are already known:
+    sum of (a − e)·ln(a / e), each share floored at ``floor``; ``labels`` (one per bin)
+    describe the bins in the table."""
+    if not len(expected_shares) == len(actual_shares) == len(labels):
+        raise ValueError("expected shares, actual shares and labels must be as many")
     table = []
     psi = 0.0
-    for index in range(inner.size + 1):
-        e = max(float(np.mean(base_bin == index)), floor)
-        a = max(float(np.mean(new_bin == index)), floor)
+    for label, expected_share, actual_share in zip(
+        labels, expected_shares, actual_shares, strict=True
+    ):
+        e = max(float(expected_share), floor)
+        a = max(float(actual_share), floor)
         part = (a - e) * float(np.log(a / e))
         psi += part
-        table.append(
-            {
-                "above": edges[index],
-                "up_to": edges[index + 1],
-                "expected_share": e,
-                "actual_share": a,
-                "psi": part,
-            }
-        )
+        table.append({**label, "expected_share": e, "actual_share": a, "psi": part})
     return {"psi": psi, "bins": table}

@@ -31,8 +31,9 @@ from models.data import (
     holdout_split,
     monotone_constraints,
 )
+from models.profile import build_profile
 from models.report import build_report
-from models.scorecard import DEFAULT_SCORECARD, ScorecardConfig
+from models.scorecard import DEFAULT_SCORECARD, ScorecardConfig, scores
 from records.store import RecordStore
 
 __all__ = [
@@ -297,8 +298,9 @@ def train_on_frames(
         defaults={"fit": fit.defaults, "holdout": holdout.defaults, "oot": oot.defaults},
         fingerprints={"in_time": data_fingerprint(in_time), "oot": data_fingerprint(oot)},
     )
+    in_time_pd = calibrator.predict(raw(in_time.matrix))
     report = build_report(
-        in_time_pd=calibrator.predict(raw(in_time.matrix)),
+        in_time_pd=in_time_pd,
         holdout=(holdout.label, calibrator.predict(holdout_raw)),
         oot=(oot.label, calibrator.predict(raw(oot.matrix))),
         importance_gain=booster.feature_importance(importance_type="gain"),
@@ -307,6 +309,11 @@ def train_on_frames(
         scorecard=scorecard,
         calibration=choice,
         ece_bins=params.ece_bins,
+    )
+    # The training distribution of the score and of every feature, for monitoring (PSI of
+    # served decisions); saved in the hashed report.
+    report["reference_profile"] = build_profile(
+        in_time.matrix, feature_names(), scores(in_time_pd, scorecard)
     )
     return TrainedModel(
         booster=booster,
