@@ -7,13 +7,18 @@ catalog hash, warning-rules version, the exact feature vector and its as-of date
 what was answered (score, PD, grade, the reasons if they were given, the warning flags
 with their evidence). The feature vector is stored as the base64 of its little-endian
 float64 bytes, so absent features (NaN) and every bit of every value survive JSON.
+
+For the monitoring report's fairness view the subject may carry coarse, non-identifying
+groups computed at decision time (:func:`subject_groups`): ``region``, the province code
+(from the USCC of an entity, from the resident id of a person), ``age_band`` of a person
+(from the birth date) and, only where configured, ``gender``.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -23,11 +28,14 @@ from models.decisions import SubjectDecision, WarningFlag
 from models.model import RiskModel
 from models.reasons import Reason
 from models.registry import MODEL_FILE
+from records.identifiers import resident_id_birth_date, resident_id_gender
 
 __all__ = [
     "ENTRY_FORMAT",
+    "age_band",
     "decision_entry",
     "reason_record",
+    "subject_groups",
     "vector_from_entry",
     "vector_text",
     "warning_record",
@@ -45,6 +53,36 @@ def vector_from_entry(entry: Mapping[str, Any]) -> npt.NDArray[np.float64]:
     """The feature vector an entry recorded, bit for bit."""
     raw = base64.b64decode(entry["features"]["vector_f64le_b64"], validate=True)
     return np.frombuffer(raw, dtype="<f8").astype(np.float64)
+
+
+def age_band(birth: date, on: date) -> str:
+    """``"under 18"``, ``"18-29"``, ``"30-39"``, ... ``"60-69"``, ``"70+"``: the age on ``on``."""
+    age = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    if age < 18:
+        return "under 18"
+    if age < 30:
+        return "18-29"
+    if age >= 70:
+        return "70+"
+    low = age // 10 * 10
+    return f"{low}-{low + 9}"
+
+
+def subject_groups(
+    subject_type: str, identifier: str, on: date, *, with_gender: bool = False
+) -> dict[str, str]:
+    """The coarse groups of a valid identifier for the log entry: ``region`` (the province
+    code: USCC characters 3-4, resident id characters 1-2), and for a person ``age_band``
+    on ``on`` and, with ``with_gender``, ``gender``."""
+    if subject_type == "entity":
+        return {"region": identifier[2:4]}
+    groups = {
+        "region": identifier[:2],
+        "age_band": age_band(resident_id_birth_date(identifier), on),
+    }
+    if with_gender:
+        groups["gender"] = resident_id_gender(identifier)
+    return groups
 
 
 def reason_record(reason: Reason) -> dict[str, Any]:
@@ -91,8 +129,10 @@ def decision_entry(
     model: RiskModel,
     warning_rules_version: str,
     reasons_given: bool,
+    groups: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The log entry of one decision (``kind``: "online" or "batch")."""
+    """The log entry of one decision (``kind``: "online" or "batch"); ``groups``
+    (:func:`subject_groups`) go into the subject."""
     decision = subject.decision
     manifest = model.manifest
     return {
@@ -105,7 +145,11 @@ def decision_entry(
         "purpose": purpose,
         "authorization_id": authorization_id,
         "request_id": request_id,
-        "subject": {"type": subject.subject_type, "key": subject.subject_key},
+        "subject": {
+            "type": subject.subject_type,
+            "key": subject.subject_key,
+            **{k: groups[k] for k in ("region", "age_band", "gender") if groups and k in groups},
+        },
         "model": {
             "version": model.version,
             "model_sha256": manifest["artifacts"][MODEL_FILE],

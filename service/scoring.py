@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from audit.entries import decision_entry
+from audit.entries import decision_entry, subject_groups
 from audit.ids import decision_id
 from features.warnings import Severity
 from models.decisions import SEVERITY_ORDER, DecisionBook, SubjectDecision, WarningFlag
@@ -106,6 +106,7 @@ class Scorer:
         idempotency: IdempotencyCache[ScoredDecision],
         non_inquiry_purposes: Collection[str] = ("post_loan_management", "self_inquiry"),
         decision_log: DecisionRecorder | None = None,
+        log_gender: bool = False,
     ) -> None:
         unknown = set(non_inquiry_purposes) - set(INQUIRY_PURPOSES)
         if unknown:
@@ -116,6 +117,7 @@ class Scorer:
         self.idempotency = idempotency
         self.non_inquiry_purposes = frozenset(non_inquiry_purposes)
         self.decision_log = decision_log
+        self.log_gender = log_gender  # setting audit.fairness_by_gender
 
     # -- checks -------------------------------------------------------------------------
 
@@ -204,6 +206,9 @@ class Scorer:
                     model=self.book.model,
                     warning_rules_version=mine.warning_rules_version,
                     reasons_given=query.explain,
+                    groups=subject_groups(
+                        subject_type, identifier, now.date(), with_gender=self.log_gender
+                    ),
                 )
             )
         answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)

@@ -129,6 +129,7 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
             ),
             non_inquiry_purposes=settings.server.non_inquiry_purposes,
             decision_log=decision_log,
+            log_gender=settings.audit.fairness_by_gender,
         )
     except BaseException:
         store.close()

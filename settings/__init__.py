@@ -160,6 +160,11 @@ class AuditSettings(BaseModel):
         description="fsync each group commit: an acknowledged decision survives power loss "
         "(off: it survives a killed process only)",
     )
+    fairness_by_gender: bool = Field(
+        default=False,
+        description="record each person's gender in the decision log and show the monitoring "
+        "report's fairness view by gender",
+    )
 
 
 class Settings(BaseSettings):
