@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["report_figures"]
+__all__ = ["figure_png", "report_figures"]
 
 _SIZE = (5.2, 3.8)
 
@@ -27,6 +27,11 @@ def _png(draw: Callable[[Axes], None], size: tuple[float, float] = _SIZE) -> str
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def figure_png(draw: Callable[[Axes], None], size: tuple[float, float] = _SIZE) -> str:
+    """A figure drawn by ``draw`` on one set of axes, as base64 PNG (for other pages)."""
+    return _png(draw, size)
 
 
 def _roc(report: dict[str, Any]) -> Callable[[Axes], None]:

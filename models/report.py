@@ -34,7 +34,15 @@ from models.evaluation import (
 )
 from models.scorecard import ScorecardConfig, grades, scores
 
-__all__ = ["REPORT_FORMAT", "build_report", "build_tabular_report", "render_html"]
+__all__ = [
+    "PAGE_STYLE",
+    "REPORT_FORMAT",
+    "build_report",
+    "build_tabular_report",
+    "html_pairs",
+    "html_table",
+    "render_html",
+]
 
 REPORT_FORMAT = 1
 F64 = npt.NDArray[np.float64]
@@ -217,6 +225,19 @@ th { background: #f3f3f3; } td:first-child { text-align: left; }
 .figures figure { margin: 0; } img { max-width: 520px; }
 code { font-size: 0.85em; }
 """
+
+
+PAGE_STYLE = _STYLE  # the pages' shared look, for other self-contained pages
+
+
+def html_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """An HTML table of ``rows`` (dicts) in ``columns``, figures formatted as on this page."""
+    return _table(rows, columns)
+
+
+def html_pairs(values: dict[str, Any]) -> str:
+    """A two-column (name, value) HTML table."""
+    return _pairs(values)
 
 
 def render_html(report: dict[str, Any], manifest: dict[str, Any]) -> str:

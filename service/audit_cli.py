@@ -6,10 +6,14 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from service.cli_common import common_options, settings_from
+
+if TYPE_CHECKING:
+    from records.store import RecordStore
 
 __all__ = ["audit"]
 
@@ -26,7 +30,7 @@ def _iso_time(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 @click.group()
 def audit() -> None:
-    """The decision log: verify the hash chain, replay a decision."""
+    """The decision log: verify the hash chain, replay a decision, monitoring reports."""
 
 
 @audit.command()
@@ -94,3 +98,79 @@ def replay(data_dir: Path | None, config_file: Path | None, decision_id: str) ->
         raise click.ClickException(f"cannot replay: {err}") from None
     click.echo(json.dumps({"sequence": entry.sequence, **report.to_dict()}, indent=2))
     sys.exit(0 if report.ok else 1)
+
+
+@audit.command()
+@common_options
+@click.option("--version", "version", help="A registered model version (default: the current).")
+@click.option(
+    "--from",
+    "from_time",
+    metavar="ISO-8601",
+    callback=_iso_time,
+    help="Decisions logged from this time on (inclusive; no zone = UTC).",
+)
+@click.option(
+    "--to",
+    "to_time",
+    metavar="ISO-8601",
+    callback=_iso_time,
+    help="Decisions logged before this time (exclusive; no zone = UTC).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report as one self-contained HTML page (figures embedded) here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report's JSON on stdout.")
+def report(
+    data_dir: Path | None,
+    config_file: Path | None,
+    version: str | None,
+    from_time: datetime | None,
+    to_time: datetime | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """The monitoring report of a model over the decisions it served: PSI of the score and
+    of every feature against its training data (0.10 / 0.25 bands), the grade mix by day,
+    and the fairness view (score and observed bad rate by region and age band; by gender if
+    audit.fairness_by_gender). Reads the decision log without opening it; the bad rate
+    needs the records store, which cannot be opened while a server holds it (the report
+    then says so; the Audit service's GetModelReport has it)."""
+    from audit.monitoring import monitoring_report
+    from audit.monitoring_html import render_monitoring_html
+    from models.registry import ModelNotFoundError
+    from records.runtime import open_store
+
+    if out is None and not as_json:
+        raise click.UsageError("give --out FILE.html, --json, or both")
+    settings = settings_from(data_dir, config_file)
+
+    def build(store: RecordStore | None, note: str | None = None) -> dict[str, Any]:
+        return monitoring_report(
+            settings.data_dir,
+            settings.audit_log_path,
+            version=version,
+            from_time=from_time,
+            to_time=to_time,
+            store=store,
+            outcome_note=note,
+            by_gender=settings.audit.fairness_by_gender,
+        )
+
+    try:
+        try:
+            store = open_store(settings, read_only=True)
+        except Exception as err:  # locked by a running server, missing, ...
+            result = build(None, f"the records store could not be opened ({type(err).__name__})")
+        else:
+            with store:
+                result = build(store)
+    except ModelNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    if out is not None:
+        out.write_text(render_monitoring_html(result), encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+    if as_json:
+        click.echo(json.dumps(result, indent=1, sort_keys=True))

@@ -1,5 +1,5 @@
 """The Audit servicer (regulator role only, enforced by the auth interceptor): read the
-decision log, replay a decision, verify the chain, fetch a model's report. Decode, call
+decision log, replay a decision, verify the chain, a model's monitoring report. Decode, call
 the audit domain, encode; problems are raised and mapped in one place."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from google.protobuf import timestamp_pb2
 
 from audit.entries import vector_from_entry
 from audit.log import DecisionLog, LogEntry, verify_log
+from audit.monitoring import monitoring_report
 from audit.replay import ReplayPart, replay_decision
 from creditrisk.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 from features.catalog import feature_names
-from models.registry import ModelNotFoundError, ModelRegistry
+from models.registry import ModelNotFoundError
 from records.pseudonym import Pseudonymiser
 from records.store import RecordStore
 from service.problems import InvalidRequest, NotFound, NotReady
@@ -158,8 +159,18 @@ def _replay_part(part: ReplayPart) -> audit_pb2.Replay:
 
 
 class AuditServicer(audit_pb2_grpc.AuditServicer):
-    def __init__(self, data_dir: Path, *, home_province: str, retention_years: int) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        home_province: str,
+        retention_years: int,
+        log_directory: Path | None = None,
+        fairness_by_gender: bool = False,
+    ) -> None:
         self.data_dir = data_dir
+        self.log_directory = log_directory or data_dir / "audit"
+        self.fairness_by_gender = fairness_by_gender
         self.home_province = home_province
         self.retention_years = retention_years
         self._log: DecisionLog | None = None
@@ -300,14 +311,40 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
         version = request.model_version or None
         if version is not None and (len(version) > 64 or not version.isprintable()):
             raise InvalidRequest("model_version", "malformed", "not a model version")
-        try:
-            found, _, report = ModelRegistry(self.data_dir).report(version)
-        except ModelNotFoundError:
-            raise NotFound("no registered model of that version") from None
+        start = _time(request.from_time, "from_time")
+        end = _time(request.to_time, "to_time")
+        if start and end and end <= start:
+            raise InvalidRequest("to_time", "out_of_range", "to_time must follow from_time")
         generated = timestamp_pb2.Timestamp()
         generated.GetCurrentTime()
+        try:
+            if self._store is None:  # still loading: no outcomes to join yet
+                report = monitoring_report(
+                    self.data_dir,
+                    self.log_directory,
+                    version=version,
+                    from_time=start,
+                    to_time=end,
+                    outcome_note="the service is loading its records store",
+                    by_gender=self.fairness_by_gender,
+                    generated_at=generated.ToDatetime(UTC),
+                )
+            else:
+                with self.store() as store:
+                    report = monitoring_report(
+                        self.data_dir,
+                        self.log_directory,
+                        version=version,
+                        from_time=start,
+                        to_time=end,
+                        store=store,
+                        by_gender=self.fairness_by_gender,
+                        generated_at=generated.ToDatetime(UTC),
+                    )
+        except ModelNotFoundError:
+            raise NotFound("no registered model of that version") from None
         return audit_pb2.ModelReport(
-            model_version=found,
+            model_version=report["model_version"],
             generated_at=generated,
-            report_json=json.dumps(report, sort_keys=True, default=str),
+            report_json=json.dumps(report, sort_keys=True, allow_nan=False),
         )

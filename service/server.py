@@ -206,6 +206,8 @@ class CreditRiskServer:
             settings.data_dir,
             home_province=settings.home_province,
             retention_years=settings.features.retention_years,
+            log_directory=settings.audit_log_path,
+            fairness_by_gender=settings.audit.fairness_by_gender,
         )
         audit_pb2_grpc.add_AuditServicer_to_server(  # type: ignore[no-untyped-call]
             self.audit, self._server

@@ -111,7 +111,10 @@ def test_every_decision_path_is_logged_and_readable(
     assert verified.intact and verified.entries_checked >= 5
     report = audit.GetModelReport(audit_pb2.ModelReportRequest(), metadata=regulator)
     assert report.model_version == scored.model_version
-    assert "summary" in json.loads(report.report_json)
+    monitoring = json.loads(report.report_json)
+    assert monitoring["kind"] == "monitoring" and "oot_auc" in monitoring["model"]["evaluation"]
+    assert {"stability", "grade_mix", "fairness"} <= set(monitoring)
+    assert monitoring["decisions"]["n"] >= 5
 
 
 def _audit_calls(audit: Any, metadata: Any) -> Iterator[tuple[str, Any]]:
