@@ -207,6 +207,18 @@ def test_a_model_without_a_profile_reports_it_missing(
     _check_page(render_monitoring_html(result), figures=1)
 
 
+def test_gender_only_when_configured(
+    live_server: CreditRiskServer, service_data: ServiceData
+) -> None:
+    log = service_data.data_dir / "audit"
+    assert "by_gender" not in monitoring_report(service_data.data_dir, log)["fairness"]
+    report = monitoring_report(service_data.data_dir, log, by_gender=True)
+    groups = {row["group"] for row in report["fairness"]["by_gender"]}
+    persons = report["decisions"]["by_subject_type"].get("person", 0)
+    assert groups == ({"not recorded"} if persons else set())  # this server records none
+    assert "<h3>By gender</h3>" in render_monitoring_html(report)
+
+
 def test_bad_rates_join_defaults_in_the_window_after_the_as_of_date(
     service_data: ServiceData,
 ) -> None:
