@@ -121,6 +121,7 @@ __all__ = [
     "LogClosedError",
     "LogEntry",
     "LogStats",
+    "PendingAppend",
     "Receipt",
     "VerifyResult",
     "canonical_bytes",
@@ -152,6 +153,22 @@ class _Request:
     receipts: list[Receipt] | None = None
     error: BaseException | None = None
     done: bool = field(default=False)
+
+
+class PendingAppend:
+    """An entry queued by :meth:`DecisionLog.submit`."""
+
+    def __init__(self, log: DecisionLog, request: _Request) -> None:
+        self._log = log
+        self._request = request
+
+    def done(self) -> bool:
+        """Whether the entry is durable (or its write failed): ``result`` will not wait."""
+        return self._request.done
+
+    def result(self) -> Receipt:
+        """Wait until the entry is durable; its receipt (or the write's error)."""
+        return self._log._wait([self._request])[0]
 
 
 class DecisionLog:
@@ -218,18 +235,28 @@ class DecisionLog:
     def append(self, entry: Mapping[str, Any]) -> Receipt:
         """Append one entry; returns once it is written (and fsynced with fsync=True).
         ``ValueError``/``TypeError`` for a body that cannot be logged (nothing is written)."""
-        return self._submit([_Request([_body_bytes(entry)])])[0]
+        return self.submit(entry).result()
+
+    def submit(self, entry: Mapping[str, Any]) -> PendingAppend:
+        """Queue one entry and return at once; :meth:`PendingAppend.result` waits until it
+        is durable. For a caller with many decisions in flight (a stream), so that they
+        share group commits instead of each waiting for its own."""
+        request = _Request([_body_bytes(entry)])
+        self._enqueue([request])
+        return PendingAppend(self, request)
 
     def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[Receipt]:
         """Append entries with consecutive sequence numbers. If a write fails part of the
         way, the entries before the failure may be in the log."""
         bodies = [_body_bytes(entry) for entry in entries]
         step = self._max_batch
-        return self._submit([_Request(bodies[i : i + step]) for i in range(0, len(bodies), step)])
-
-    def _submit(self, requests: list[_Request]) -> list[Receipt]:
+        requests = [_Request(bodies[i : i + step]) for i in range(0, len(bodies), step)]
         if not requests:
             return []
+        self._enqueue(requests)
+        return self._wait(requests)
+
+    def _enqueue(self, requests: list[_Request]) -> None:
         with self._lock:
             if self._failure is not None:
                 raise LogClosedError(
@@ -240,6 +267,9 @@ class DecisionLog:
                 raise LogClosedError(f"decision log {self._directory} is closed")
             self._queue.extend(requests)
             self._work.notify()
+
+    def _wait(self, requests: list[_Request]) -> list[Receipt]:
+        with self._lock:
             last = requests[-1]  # one writer, in queue order: the last done means all done
             while not last.done:
                 self._done.wait()

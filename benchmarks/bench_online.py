@@ -6,10 +6,12 @@ on this 2-core machine they do share the cores). Measured:
 * the ceiling: a bare grpc server whose Score handler returns a constant ScoreResponse,
   in both flavours (sync thread pool, asyncio), with an asyncio client keeping 64 calls in
   flight — this picks the flavour;
-* the real server (its flavour, all interceptors: auth, quota, errors, logs, metrics),
-  with 4 worker threads and with ``--workers``, under the same client: Score calls per
-  second and its ratio to the bare server of the same flavour (requests use the
-  post-loan purpose, which is not recorded as an inquiry);
+* the real server (its flavour, all interceptors: auth, quota, errors, logs, metrics;
+  every decision appended to the hash-chained decision log before it is answered) under
+  the same client: Score calls per second and its ratio to the bare server of the same
+  flavour, with the decision log fsynced (the default), written without fsync, and off,
+  with ``--workers`` threads, and with 4 (requests use the post-loan purpose, which is
+  not recorded as an inquiry);
 * sequential Score latency p50 / p90 / p99 (one call at a time, sync client);
 * ScoreStream decisions per second (one and several concurrent streams).
 
@@ -122,7 +124,12 @@ def _serve_bare_asyncio(port_queue: Any, stop: Any, workers: int) -> None:
     asyncio.run(main())
 
 
-def _serve_real(port_queue: Any, stop: Any, data_dir: str, workers: int) -> None:
+def _serve_real(
+    port_queue: Any, stop: Any, data_dir: str, workers: int, log: str = "fsync"
+) -> None:
+    """The real server; ``log``: "fsync" (the default service), "write" (the decision log
+    without fsync), or "off" (no decision log: for this comparison only, the service has
+    no such setting)."""
     from service.logs import configure_logging
     from service.server import CreditRiskServer
     from settings import load_settings
@@ -130,12 +137,16 @@ def _serve_real(port_queue: Any, stop: Any, data_dir: str, workers: int) -> None
     # The call log is part of the path measured; it goes where nobody reads it.
     configure_logging("INFO", open(os.devnull, "w"))  # noqa: SIM115 - lives with the process
     settings = load_settings(
-        data_dir=Path(data_dir), server={"port": 0, "metrics_port": 0, "workers": workers}
+        data_dir=Path(data_dir),
+        server={"port": 0, "metrics_port": 0, "workers": workers},
+        audit={"fsync": log == "fsync"},
     )
     server = CreditRiskServer(settings)
     server.start()
     server.load_and_serve()
     assert server.runtime is not None
+    if log == "off":
+        server.runtime.scorer.decision_log = None
     while server.runtime.book.pending():  # steady state: every decision's reasons computed
         time.sleep(0.2)
     port_queue.put(server.port)
@@ -315,23 +326,25 @@ def main() -> None:
     }
 
     results["real_sync"] = {}
-    for workers in sorted({4, args.workers}):
-        server = ServerProcess(_serve_real, str(args.data_dir), workers)
+    runs = [(args.workers, "fsync"), (args.workers, "write"), (args.workers, "off"), (4, "fsync")]
+    for workers, log in runs:
+        server = ServerProcess(_serve_real, str(args.data_dir), workers, log)
         try:
             real_rate = concurrent_rate(server.port, key, requests)
-            real = {
+            real: dict[str, Any] = {
                 "score_calls_per_s": round(real_rate),
                 "ratio_to_bare_sync": round(real_rate / bare["sync"]["score_calls_per_s"], 3),
                 "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
-                "stream_items_per_s": round(stream_rate(server.port, key, stream_requests)),
-                "stream_items_per_s_4_streams": round(
-                    stream_rate(server.port, key, stream_requests, streams=4)
-                ),
             }
+            if log == "fsync":
+                real["stream_items_per_s"] = round(stream_rate(server.port, key, stream_requests))
+                real["stream_items_per_s_4_streams"] = round(
+                    stream_rate(server.port, key, stream_requests, streams=4)
+                )
         finally:
             server.close()
-        print("real", workers, "workers", real, flush=True)
-        results["real_sync"][f"workers_{workers}"] = real
+        print("real", workers, "workers, decision log", log, real, flush=True)
+        results["real_sync"][f"workers_{workers}_log_{log}"] = real
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:

@@ -37,11 +37,17 @@ __all__ = [
 MAX_REFERENCE_LENGTH = 128  # request_id and authorization_id
 
 
-class DecisionRecorder(Protocol):
-    """Where decisions are logged (``audit.log.DecisionLog``): ``append`` returns once the
-    entry is durable."""
+class PendingRecord(Protocol):
+    def done(self) -> bool: ...
 
-    def append(self, entry: Mapping[str, Any]) -> object: ...
+    def result(self) -> object: ...
+
+
+class DecisionRecorder(Protocol):
+    """Where decisions are logged (``audit.log.DecisionLog``): ``submit`` queues an entry,
+    its ``result()`` returns once the entry is durable."""
+
+    def submit(self, entry: Mapping[str, Any]) -> PendingRecord: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,13 @@ class ScoredDecision:
     request_id: str
     warning_rules_version: str
     replayed: bool = False  # the stored answer to an earlier request with this request_id
+    logged: PendingRecord | None = None  # its decision-log entry (durable once done)
+
+    def durable(self) -> ScoredDecision:
+        """Wait until the decision is in the log (a write failure raises); return it."""
+        if self.logged is not None:
+            self.logged.result()
+        return self
 
     def warnings(self, min_severity: Severity | None = None) -> tuple[WarningFlag, ...]:
         if min_severity is None:
@@ -156,18 +169,27 @@ class Scorer:
     # -- answers ------------------------------------------------------------------------
 
     def decide(
-        self, query: ScoreQuery, client: Client, method: str, channel: str | None = None
+        self,
+        query: ScoreQuery,
+        client: Client,
+        method: str,
+        channel: str | None = None,
+        *,
+        wait_for_log: bool = True,
     ) -> ScoredDecision:
         """The decision about ``query``'s subject for ``client``: ``method`` is what the
         answer is (Score, GetWarnings: a retried request id must name the same),
-        ``channel`` how it was asked (default: the method; ScoreStream), as logged."""
+        ``channel`` how it was asked (default: the method; ScoreStream), as logged. It is
+        returned once its log entry is durable, or at once with ``wait_for_log=False``:
+        then the caller must call ``durable()`` before sending it (a stream does, so that
+        its decisions share group commits)."""
         now = datetime.now(UTC)
         subject_type, key, identifier = self.subject_key(query.subject, now.date())
         purpose = self._check(query, subject_type)
         fingerprint = query.fingerprint(method)
         stored = self.idempotency.get(client.name, query.request_id, fingerprint)
         if stored is not None:
-            return self._explained(replace(stored, replayed=True), query.explain)
+            return self._explained(replace(stored.durable(), replayed=True), query.explain)
         if self.book.as_of is None:
             raise NotReady("the service is loading its model and features; retry shortly")
         found = self.book.lookup(key)
@@ -190,9 +212,9 @@ class Scorer:
             query.explain,
         )
         if self.decision_log is not None:
-            # Logged before it can be answered or replayed: a retry never gets an
-            # answer the log lacks (a failed append fails the call).
-            self.decision_log.append(
+            # Queued before it can be answered or replayed, and answered only once durable:
+            # a caller never gets an answer the log lacks (a failed append fails the call).
+            pending = self.decision_log.submit(
                 decision_entry(
                     decision_id=mine.decision_id,
                     decided_at=now,
@@ -211,9 +233,10 @@ class Scorer:
                     ),
                 )
             )
+            mine = replace(mine, logged=pending)
         answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)
         if answer is not mine:  # a concurrent retry of the same request stored its answer
-            return self._explained(replace(answer, replayed=True), query.explain)
+            return self._explained(replace(answer.durable(), replayed=True), query.explain)
         if self.inquiries is not None and purpose not in self.non_inquiry_purposes:
             self.inquiries.record(
                 inquiry_id=answer.decision_id,
@@ -223,7 +246,7 @@ class Scorer:
                 inquired_at=now,
                 source=client.source,
             )
-        return answer
+        return answer.durable() if wait_for_log else answer
 
     def _explained(self, answer: ScoredDecision, explain: bool) -> ScoredDecision:
         if not explain or answer.subject.explained:

@@ -5,6 +5,9 @@ on."""
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from collections.abc import Iterator
 
 import grpc
@@ -22,10 +25,42 @@ from service.codec import (
 from service.interceptors import CallMetrics, current_call
 from service.problems import InvalidRequest, NotFound, NotReady, ResourceLimit
 from service.quotas import QuotaBook
-from service.scoring import Scorer
+from service.scoring import ScoredDecision, Scorer
 from service.status import failure_of, item_error
 
 __all__ = ["CreditRiskServicer"]
+
+_MAX_IN_FLIGHT = 512  # stream decisions waiting for their log entry, at most
+_POLL_SECONDS = 0.0005  # with answers waiting: how long to wait for a next request first
+_END = object()
+
+
+def _sendable(answer: ScoredDecision | None) -> bool:
+    return answer is None or answer.logged is None or answer.logged.done()
+
+
+def _read_behind(
+    requests: Iterator[credit_risk_pb2.ScoreRequest], limit: int
+) -> queue.Queue[object]:
+    """The stream's requests, read by a thread into a bounded queue (``(index, request)``
+    items, then the end marker, or the exception that ended the reading)."""
+    inbox: queue.Queue[object] = queue.Queue(maxsize=_MAX_IN_FLIGHT)
+
+    def read() -> None:
+        try:
+            for index, request in enumerate(requests):
+                if index >= limit:
+                    raise ResourceLimit(
+                        f"a ScoreStream call carries at most {limit} requests; "
+                        "open a new stream for more"
+                    )
+                inbox.put((index, request))
+            inbox.put(_END)
+        except BaseException as err:  # handed to the handler, which ends the call with it
+            inbox.put(err)
+
+    threading.Thread(target=read, name="stream-reader", daemon=True).start()
+    return inbox
 
 _SCORE = "Score"
 _WARNINGS = "GetWarnings"
@@ -74,35 +109,71 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         requests: Iterator[credit_risk_pb2.ScoreRequest],
         context: grpc.ServicerContext,
     ) -> Iterator[bytes]:
+        """Decides each request as it arrives and sends each answer once its log entry is
+        durable, in request order. The decisions in flight share the log's group commits
+        (waiting for each entry in turn would cost one fsync per item); a reader thread
+        takes the requests, so a client that waits for each answer before sending the next
+        is answered as soon as its entry is durable."""
         call = current_call()
         client = call.client
         assert client is not None
         scorer = self._ready()
         items = self.metrics.stream_items
         ok = items.labels("ScoreStream", "OK")
-        for index, request in enumerate(requests):
-            if index >= self.max_stream_items:
-                raise ResourceLimit(
-                    f"a ScoreStream call carries at most {self.max_stream_items} requests; "
-                    "open a new stream for more"
-                )
+        inbox = _read_behind(requests, self.max_stream_items)
+        in_flight: deque[tuple[ScoredDecision | None, bytes]] = deque()
+        while True:
+            while in_flight and _sendable(in_flight[0][0]):
+                yield in_flight.popleft()[1]
+            try:
+                item = inbox.get(timeout=_POLL_SECONDS) if in_flight else inbox.get()
+            except queue.Empty:
+                answer, encoded = in_flight.popleft()  # nothing new: wait for the oldest
+                if answer is not None:
+                    answer.durable()
+                yield encoded
+                continue
+            if item is _END or isinstance(item, BaseException):
+                break
+            assert isinstance(item, tuple)
+            index: int = item[0]
+            request: credit_risk_pb2.ScoreRequest = item[1]
             try:
                 self.quotas.take(client)
                 query = decode_score_request(request)
-                answer = scorer.decide(query, client, _SCORE, "ScoreStream")
+                answer = scorer.decide(
+                    query, client, _SCORE, "ScoreStream", wait_for_log=False
+                )
                 encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
+                in_flight.append((answer, encoded))
                 ok.inc()
             except Exception as err:
                 failure = failure_of(err)
                 if failure.code is grpc.StatusCode.INTERNAL:
                     raise  # a fault of ours ends the stream with INTERNAL, logged
                 items.labels("ScoreStream", failure.code.name).inc()
-                encoded = credit_risk_pb2.ScoreResponse(
-                    request_id=request.request_id,
-                    stream_index=index,
-                    error=item_error(failure, request.request_id or call.request_id),
-                ).SerializeToString()
+                in_flight.append(
+                    (
+                        None,
+                        credit_risk_pb2.ScoreResponse(
+                            request_id=request.request_id,
+                            stream_index=index,
+                            error=item_error(failure, request.request_id or call.request_id),
+                        ).SerializeToString(),
+                    )
+                )
+            if len(in_flight) > _MAX_IN_FLIGHT:
+                answer, encoded = in_flight.popleft()
+                if answer is not None:
+                    answer.durable()
+                yield encoded
+        while in_flight:  # what was decided is answered, also when the reading failed
+            answer, encoded = in_flight.popleft()
+            if answer is not None:
+                answer.durable()
             yield encoded
+        if isinstance(item, BaseException):
+            raise item
 
     def GetWarnings(  # noqa: N802
         self, request: credit_risk_pb2.WarningsRequest, context: grpc.ServicerContext
