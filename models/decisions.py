@@ -30,6 +30,7 @@ import polars as pl
 from features.store import FeatureStore
 from features.warnings import WARNING_CATALOG, Severity, warning_catalog_hash
 from models.model import Decision, RiskModel
+from records.pseudonym import is_person_key
 
 __all__ = [
     "SEVERITY_ORDER",
@@ -123,7 +124,7 @@ def flags_from_frame(frame: pl.DataFrame) -> dict[str, tuple[WarningFlag, ...]]:
             via_key = row["via_subject"]
             via = RelatedPartyRef(
                 role=row["via_role"],
-                subject_type="person" if len(via_key) == 64 else "entity",
+                subject_type="person" if is_person_key(via_key) else "entity",
                 subject_key=via_key,
             )
         flag = WarningFlag(

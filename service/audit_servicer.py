@@ -20,7 +20,7 @@ from audit.replay import ReplayPart, replay_decision
 from creditrisk.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 from features.catalog import feature_names
 from models.registry import ModelNotFoundError
-from records.pseudonym import Pseudonymiser
+from records.pseudonym import Pseudonymiser, is_person_key
 from records.store import RecordStore
 from service.problems import InvalidRequest, NotFound, NotReady
 
@@ -134,7 +134,7 @@ def decision_record(entry: LogEntry) -> audit_pb2.DecisionRecord:
                 evidence.overdue_days = item["days_past_due"]
         if flag["via"] is not None:
             warning.via.role = _ROLES.get(flag["via"]["role"], 0)  # type: ignore[assignment]
-            if len(flag["via"]["subject"]) == 18:
+            if not is_person_key(flag["via"]["subject"]):
                 warning.via.kind = common_pb2.SUBJECT_KIND_ENTITY
                 warning.via.subject.uscc = flag["via"]["subject"]
             else:
