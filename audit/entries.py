@@ -34,6 +34,7 @@ __all__ = [
     "ENTRY_FORMAT",
     "age_band",
     "decision_entry",
+    "person_groups",
     "reason_record",
     "subject_groups",
     "vector_from_entry",
@@ -76,12 +77,17 @@ def subject_groups(
     on ``on`` and, with ``with_gender``, ``gender``."""
     if subject_type == "entity":
         return {"region": identifier[2:4]}
-    groups = {
-        "region": identifier[:2],
-        "age_band": age_band(resident_id_birth_date(identifier), on),
-    }
-    if with_gender:
-        groups["gender"] = resident_id_gender(identifier)
+    gender = resident_id_gender(identifier) if with_gender else None
+    return person_groups(identifier[:6], resident_id_birth_date(identifier), gender, on)
+
+
+def person_groups(id_region: str, birth_date: date, gender: str | None, on: date) -> dict[str, str]:
+    """A person's groups from what the store keeps of the resident id (its region code,
+    birth date and gender), for callers that only have the pseudonym; ``gender`` None
+    leaves it out."""
+    groups = {"region": id_region[:2], "age_band": age_band(birth_date, on)}
+    if gender is not None:
+        groups["gender"] = gender
     return groups
 
 

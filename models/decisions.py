@@ -40,6 +40,7 @@ __all__ = [
     "SubjectDecision",
     "WarningFlag",
     "flags_from_frame",
+    "subject_decisions",
 ]
 
 SEVERITY_ORDER = {severity: rank for rank, severity in enumerate(Severity, start=1)}
@@ -248,16 +249,32 @@ class DecisionBook:
             raise RuntimeError("the feature store has nothing materialised")
         types, matrix = self.features.rows(keys)
         decisions = self.model.decide_batch(matrix, explain=False) if keys else []
-        matrix.setflags(write=False)
-        return {
-            key: SubjectDecision(
-                subject_type=types[i],
-                subject_key=key,
-                features_as_of=as_of,
-                decision=decisions[i],
-                warnings=flags.get(key, ()),
-                features=matrix[i],
-                explained=decisions[i].thin_file,
-            )
-            for i, key in enumerate(keys)
-        }
+        found = subject_decisions(as_of, types, keys, matrix, decisions, flags)
+        return {item.subject_key: item for item in found}
+
+
+def subject_decisions(
+    as_of: date,
+    types: Sequence[str],
+    keys: Sequence[str],
+    matrix: npt.NDArray[np.float64],
+    decisions: Sequence[Decision],
+    flags: dict[str, tuple[WarningFlag, ...]],
+    *,
+    explained: bool = False,
+) -> list[SubjectDecision]:
+    """One :class:`SubjectDecision` per row of ``matrix`` (made read-only: the decisions
+    share its rows); ``explained`` when ``decisions`` were made with reasons."""
+    matrix.setflags(write=False)
+    return [
+        SubjectDecision(
+            subject_type=types[i],
+            subject_key=key,
+            features_as_of=as_of,
+            decision=decisions[i],
+            warnings=flags.get(key, ()),
+            features=matrix[i],
+            explained=explained or decisions[i].thin_file,
+        )
+        for i, key in enumerate(keys)
+    ]

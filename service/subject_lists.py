@@ -20,6 +20,7 @@ class ListProblem:
 @dataclass
 class SubjectList:
     keys: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the file line of each key
     problems: list[ListProblem] = field(default_factory=list)
 
 
@@ -43,6 +44,7 @@ def read_subject_list(path: Path, pseudonymiser: Pseudonymiser) -> SubjectList:
                 continue
             seen.add(key)
             result.keys.append(key)
+            result.lines.append(number)
     return result
 
 
