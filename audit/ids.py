@@ -8,11 +8,13 @@ replicas without coordination.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import threading
 import time
 
-__all__ = ["decision_id", "decision_id_time_ms"]
+__all__ = ["decision_id", "decision_id_time_ms", "derived_decision_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {ch: i for i, ch in enumerate(_ALPHABET)}
@@ -46,7 +48,18 @@ _RANDOM = _RandomPool()
 def decision_id(now_ms: int | None = None) -> str:
     """A new decision id for a decision made at ``now_ms`` (default: now)."""
     millis = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    value = (millis << 80) | _RANDOM.next80()
+    return _encode((millis << 80) | _RANDOM.next80())
+
+
+def derived_decision_id(now_ms: int, secret: bytes, name: str) -> str:
+    """A decision id whose 80 "random" bits are derived from a secret and a name
+    (HMAC-SHA256): the same for the same inputs, so that a resumed batch job finds the
+    ids it already logged; unguessable without the secret, like :func:`decision_id`."""
+    digest = hmac.new(secret, name.encode("utf-8"), hashlib.sha256).digest()
+    return _encode((now_ms << 80) | int.from_bytes(digest[:10], "big"))
+
+
+def _encode(value: int) -> str:
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from audit.ids import decision_id, decision_id_time_ms
+from audit.ids import decision_id, decision_id_time_ms, derived_decision_id
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # no I, L, O, U
 NOW_MS = 1_795_000_000_000  # late 2026
@@ -73,3 +73,11 @@ def test_many_ids_in_the_same_millisecond_are_distinct() -> None:
 def test_malformed_ids_are_rejected(bad: str) -> None:
     with pytest.raises(ValueError, match="26 characters"):
         decision_id_time_ms(bad)
+
+
+def test_derived_ids_are_deterministic_per_secret_and_name() -> None:
+    first = derived_decision_id(1_700_000_000_000, b"s" * 16, "subject-1")
+    assert first == derived_decision_id(1_700_000_000_000, b"s" * 16, "subject-1")
+    assert first != derived_decision_id(1_700_000_000_000, b"t" * 16, "subject-1")
+    assert first != derived_decision_id(1_700_000_000_000, b"s" * 16, "subject-2")
+    assert decision_id_time_ms(first) == 1_700_000_000_000
