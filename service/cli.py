@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from service.audit_cli import audit
+from service.batch_cli import score_batch
 from service.cli_common import common_options, settings_from
 from service.features_cli import features
 from service.models_cli import compile_model, report, train, train_table
@@ -36,6 +37,7 @@ main.add_command(serve)
 main.add_command(score)
 main.add_command(clients)
 main.add_command(audit)
+main.add_command(score_batch)
 
 
 @main.command("store-info")

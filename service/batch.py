@@ -1,0 +1,455 @@
+"""Batch scoring (``credit-risk score-batch``), local engine: chunked, checkpointed, resumable.
+
+A job scores every subject of the store (``--all``) or of a subject list as of one date:
+features from :func:`features.pipeline.build` (the one definition training and the server
+use), decisions with reasons from :meth:`models.model.RiskModel.decide_batch` (TreeSHAP:
+~0.5 ms a row, the bulk of the job's time), warning flags from
+:func:`features.warning_eval.evaluate_warnings`. Rows are sorted by (type, key) and cut into
+chunks of ``chunk_rows``; each chunk is decided, logged, written and checkpointed in turn.
+
+Files, for ``--out P.parquet``: ``P.parquet.parts/checkpoint.json`` (the job's parameters
+hash, its id, start time and secret, and every finished chunk with its subject range,
+counts and the log sequence after it), ``P.parquet.parts/chunk-NNNNNN.parquet`` (a chunk's
+rows), ``P.parquet.rejects.csv`` (bad lines of the subject list) and, at the end,
+``P.parquet`` itself (the parts combined into a temporary file, then renamed). Every file
+is replaced atomically (write a temporary, fsync, rename).
+
+Exactly one audit entry per subject, whatever the interruption:
+
+1. a chunk's entries are appended to the decision log *before* its part file and its
+   checkpoint entry are written (a decision is never output without being logged);
+2. decision ids are deterministic per (job, subject): the ULID layout with the job's start
+   time and 80 bits of HMAC-SHA256(job secret, subject key)
+   (:func:`audit.ids.derived_decision_id`); the secret is random and kept in the checkpoint;
+3. on resume, only the first unfinished chunk can have been logged (chunks run in order), in
+   whole or in part (a killed process leaves any prefix of a chunk's group commits; a torn
+   last line is cut when the log reopens). Its ids are looked up in the log entries after
+   the sequence recorded with the last finished chunk (or at the job's start): those found
+   are not appended again, the others are. The part file is written from the decisions
+   recomputed now, which equal the logged ones (same features, same model: the pipeline is
+   bit-reproducible), apart from the entry's time.
+
+A job is identified by its parameters (as-of date, subject list content or ``--all``, chunk
+size, model version, catalog hash). Running the same command again resumes it; with other
+parameters it refuses until the parts directory is removed. A finished job keeps its
+checkpoint (its part files are deleted): running it again prints the summary and logs
+nothing. The store is not snapshotted: records ingested between an interruption and the
+resume would be seen by the chunks decided after it (a note for part 2 of issue 7).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import secrets
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from audit.chain import fsync_directory
+from audit.entries import decision_entry, person_groups
+from audit.ids import derived_decision_id
+from audit.log import DecisionLog
+from features.catalog import catalog_hash
+from features.pipeline import KEY, TYPE, build
+from features.warning_eval import evaluate_warnings
+from features.warnings import warning_catalog_hash
+from models.data import feature_matrix
+from models.decisions import SubjectDecision, flags_from_frame, subject_decisions
+from models.model import RiskModel
+from records.runtime import make_pseudonymiser, open_store
+from records.store import RecordStore
+from service.subject_lists import read_subject_list
+from settings import Settings
+
+__all__ = [
+    "CRASH_ENV",
+    "OUTPUT_SCHEMA",
+    "BatchError",
+    "BatchJob",
+    "BatchResult",
+    "Reject",
+    "run_batch",
+]
+
+CRASH_ENV = "CREDIT_RISK_BATCH_CRASH"
+"""Tests only: ``<point>:<chunk>`` kills the process (SIGKILL) at ``point`` of chunk
+number ``chunk``: ``mid-log`` (half the chunk's entries appended), ``after-log`` (all
+appended, no part file), ``after-part`` (part file written, no checkpoint)."""
+
+CHECKPOINT = "checkpoint.json"
+_FORMAT = 1
+
+OUTPUT_SCHEMA: dict[str, pl.DataType] = {
+    "subject_type": pl.String(),
+    "subject_key": pl.String(),
+    "decision_id": pl.String(),
+    "features_as_of": pl.Date(),
+    "score": pl.Int64(),
+    "probability_of_default": pl.Float64(),
+    "grade": pl.String(),
+    "thin_file": pl.Boolean(),
+    "reasons": pl.List(
+        pl.Struct({"code": pl.String(), "feature": pl.String(), "contribution": pl.Float64()})
+    ),
+    "warnings": pl.List(
+        pl.Struct(
+            {
+                "code": pl.String(),
+                "severity": pl.String(),
+                "since": pl.Date(),
+                "via_role": pl.String(),
+            }
+        )
+    ),
+    "model_version": pl.String(),
+}
+
+
+class BatchError(Exception):
+    """A job that cannot run as asked (another job's parts in the way, nothing to score)."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    as_of: date
+    out: Path
+    subjects_file: Path | None = None  # None: every subject of the store
+    chunk_rows: int = 10_000
+    client: str = "batch:cli"
+    purpose: str = "credit_review"
+
+
+@dataclass
+class BatchResult:
+    summary: dict[str, Any]
+    rejects: list[Reject] = field(default_factory=list)
+
+
+Progress = Callable[[int], object]
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    write(temporary)
+    with temporary.open("rb") as handle:
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+    fsync_directory(path.parent)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1), encoding="utf-8"))
+
+
+def _crash_point(point: str, chunk: int) -> None:
+    if os.environ.get(CRASH_ENV) == f"{point}:{chunk}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _subjects(
+    settings: Settings, job: BatchJob
+) -> tuple[list[str] | None, list[int], list[Reject]]:
+    if job.subjects_file is None:
+        return None, [], []
+    parsed = read_subject_list(job.subjects_file, make_pseudonymiser(settings))
+    rejects = [Reject(problem.line, problem.message) for problem in parsed.problems]
+    return parsed.keys, parsed.lines, rejects
+
+
+def _person_attributes(store: RecordStore, frame: pl.DataFrame) -> dict[str, tuple[Any, ...]]:
+    """id_region, birth_date and gender of the frame's persons (derived from the resident
+    id at ingestion, so the same in every version of the record)."""
+    persons = frame.filter(pl.col(TYPE) == "person")[KEY].to_list()
+    if not persons:
+        return {}
+    rows = store.query(
+        "SELECT DISTINCT person_key, id_region, birth_date, gender FROM natural_person "
+        "WHERE person_key IN (SELECT unnest(?))",
+        [persons],
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def _groups(
+    item: SubjectDecision, people: dict[str, tuple[Any, ...]], on: date, with_gender: bool
+) -> dict[str, str] | None:
+    if item.subject_type == "entity":
+        return {"region": item.subject_key[2:4]}
+    found = people.get(item.subject_key)
+    if found is None:
+        return None
+    region, birth, gender = found
+    return person_groups(region, birth, gender if with_gender else None, on)
+
+
+def _rows(decided: SubjectDecision, decision_id: str) -> dict[str, Any]:
+    decision = decided.decision
+    return {
+        "subject_type": decided.subject_type,
+        "subject_key": decided.subject_key,
+        "decision_id": decision_id,
+        "features_as_of": decided.features_as_of,
+        "score": decision.score,
+        "probability_of_default": decision.probability_of_default,
+        "grade": decision.grade,
+        "thin_file": decision.thin_file,
+        "reasons": [
+            {"code": r.code, "feature": r.feature, "contribution": r.contribution}
+            for r in decision.reasons
+        ],
+        "warnings": [
+            {
+                "code": flag.code,
+                "severity": flag.severity.value,
+                "since": flag.since,
+                "via_role": None if flag.via is None else flag.via.role,
+            }
+            for flag in decided.warnings
+        ],
+        "model_version": decision.model_version,
+    }
+
+
+def run_batch(settings: Settings, job: BatchJob, progress: Progress | None = None) -> BatchResult:
+    """Run (or resume) ``job``; see the module docstring. ``progress`` is called with the
+    number of subjects each finished chunk (or skipped finished chunk) holds."""
+    if job.chunk_rows < 1:
+        raise BatchError("chunk_rows must be positive")
+    started = time.perf_counter()
+    model = RiskModel.load(settings.data_dir)
+    keys, lines, rejects = _subjects(settings, job)
+    with open_store(settings, read_only=True) as store:
+        frame = build(
+            store,
+            job.as_of,
+            keys,
+            home_province=settings.home_province,
+            retention_years=settings.features.retention_years,
+        ).sort(TYPE, KEY)
+        found = set(frame[KEY].to_list())
+        if keys is not None:
+            rejects += [
+                Reject(line, "unknown subject: no records as of the date")
+                for key, line in zip(keys, lines, strict=True)
+                if key not in found
+            ]
+            rejects.sort(key=lambda r: r.line)
+        people = _person_attributes(store, frame)
+        warnings = evaluate_warnings(
+            store, job.as_of, keys, retention_years=settings.features.retention_years
+        )
+    flags = flags_from_frame(warnings)
+
+    parts = job.out.with_name(job.out.name + ".parts")
+    params = {
+        "format": _FORMAT,
+        "as_of": job.as_of.isoformat(),
+        "subjects": "all"
+        if keys is None
+        else hashlib.sha256("\n".join(sorted(found)).encode()).hexdigest(),
+        "chunk_rows": job.chunk_rows,
+        "model_version": model.version,
+        "catalog_hash": catalog_hash(),
+        "client": job.client,
+        "purpose": job.purpose,
+    }
+    params_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+    checkpoint_path = parts / CHECKPOINT
+    log = DecisionLog(
+        settings.audit_log_path,
+        segment_bytes=settings.audit.segment_bytes,
+        fsync=settings.audit.fsync,
+    )
+    try:
+        if checkpoint_path.exists():
+            checkpoint = json.loads(checkpoint_path.read_text(encoding="utf-8"))
+            if checkpoint["params_hash"] != params_hash:
+                raise BatchError(
+                    f"{parts} holds another job (other date, subjects, chunk size or model); "
+                    "remove it or choose another --out"
+                )
+        else:
+            parts.mkdir(parents=True, exist_ok=True)
+            checkpoint = {
+                "params_hash": params_hash,
+                "params": params,
+                "job_id": params_hash[:16],
+                "started_ms": time.time_ns() // 1_000_000,
+                "secret": secrets.token_hex(16),
+                "log_sequence_at_start": log.next_sequence,
+                "chunks": [],
+                "complete": False,
+            }
+            _write_json(checkpoint_path, checkpoint)
+        summary_extra = _run_chunks(
+            settings, job, model, frame, flags, people, log, parts, checkpoint, progress
+        )
+    finally:
+        log.close()
+    _write_rejects(job.out, rejects)
+    if not checkpoint["complete"]:
+        _combine(job.out, parts, checkpoint)
+        checkpoint["complete"] = True
+        _write_json(checkpoint_path, checkpoint)
+        for chunk in checkpoint["chunks"]:
+            (parts / chunk["file"]).unlink(missing_ok=True)
+    return BatchResult(
+        _summary(checkpoint, rejects, time.perf_counter() - started, summary_extra), rejects
+    )
+
+
+def _run_chunks(
+    settings: Settings,
+    job: BatchJob,
+    model: RiskModel,
+    frame: pl.DataFrame,
+    flags: dict[str, Any],
+    people: dict[str, tuple[Any, ...]],
+    log: DecisionLog,
+    parts: Path,
+    checkpoint: dict[str, Any],
+    progress: Progress | None,
+) -> dict[str, Any]:
+    done = len(checkpoint["chunks"])
+    total = frame.height
+    secret = bytes.fromhex(checkpoint["secret"])
+    rules_version = warning_catalog_hash()[:16]
+    decided_rows = 0
+    decide_seconds = 0.0
+    if progress is not None:
+        progress(min(total, done * job.chunk_rows))
+    for number, start in enumerate(range(0, total, job.chunk_rows)):
+        if number < done or checkpoint["complete"]:
+            continue
+        chunk = frame.slice(start, job.chunk_rows)
+        tick = time.perf_counter()
+        matrix = feature_matrix(chunk)
+        decided = subject_decisions(
+            job.as_of,
+            chunk[TYPE].to_list(),
+            chunk[KEY].to_list(),
+            matrix,
+            model.decide_batch(matrix, explain=True),
+            flags,
+            explained=True,
+        )
+        decide_seconds += time.perf_counter() - tick
+        decided_rows += len(decided)
+        ids = [
+            derived_decision_id(checkpoint["started_ms"], secret, item.subject_key)
+            for item in decided
+        ]
+        previous = checkpoint["chunks"][-1] if checkpoint["chunks"] else None
+        since = previous["log_sequence_after"] if previous else checkpoint["log_sequence_at_start"]
+        logged = {entry.body.get("decision_id") for entry in log.entries(since)}
+        now = datetime.now(UTC)
+        entries = [
+            decision_entry(
+                decision_id=decision_id,
+                decided_at=now,
+                kind="batch",
+                method="batch",
+                client=job.client,
+                purpose=job.purpose,
+                authorization_id="",
+                request_id=f"{checkpoint['job_id']}:{number}",
+                subject=item,
+                model=model,
+                warning_rules_version=rules_version,
+                reasons_given=True,
+                groups=_groups(item, people, now.date(), settings.audit.fairness_by_gender),
+            )
+            for decision_id, item in zip(ids, decided, strict=True)
+            if decision_id not in logged
+        ]
+        if os.environ.get(CRASH_ENV) == f"mid-log:{number}":
+            log.append_many(entries[: len(entries) // 2])
+            _crash_point("mid-log", number)
+        log.append_many(entries)
+        _crash_point("after-log", number)
+        name = f"chunk-{number:06d}.parquet"
+        table = pl.DataFrame(
+            [_rows(item, decision_id) for item, decision_id in zip(decided, ids, strict=True)],
+            schema=OUTPUT_SCHEMA,
+        )
+        _atomic_write(parts / name, table.write_parquet)
+        _crash_point("after-part", number)
+        grades = Counter(table["grade"].to_list())
+        warning_codes = Counter(flag.code for item in decided for flag in item.warnings)
+        checkpoint["chunks"].append(
+            {
+                "number": number,
+                "file": name,
+                "rows": table.height,
+                "first": [decided[0].subject_type, decided[0].subject_key],
+                "last": [decided[-1].subject_type, decided[-1].subject_key],
+                "logged": len(entries),
+                "already_logged": len(decided) - len(entries),
+                "log_sequence_after": log.next_sequence,
+                "grades": dict(grades),
+                "warnings": dict(warning_codes),
+            }
+        )
+        _write_json(parts / CHECKPOINT, checkpoint)
+        if progress is not None:
+            progress(table.height)
+    return {"decided_this_run": decided_rows, "decide_seconds": round(decide_seconds, 3)}
+
+
+def _combine(out: Path, parts: Path, checkpoint: dict[str, Any]) -> None:
+    files = [parts / chunk["file"] for chunk in checkpoint["chunks"]]
+    frames = [pl.read_parquet(path) for path in files]
+    combined = pl.concat(frames) if frames else pl.DataFrame(schema=OUTPUT_SCHEMA)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out, combined.write_parquet)
+
+
+def _write_rejects(out: Path, rejects: Sequence[Reject]) -> None:
+    def write(path: Path) -> None:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "reason"])
+            writer.writerows((r.line, r.reason) for r in rejects)
+
+    _atomic_write(out.with_name(out.name + ".rejects.csv"), write)
+
+
+def _summary(
+    checkpoint: dict[str, Any], rejects: Sequence[Reject], seconds: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    grades: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    for chunk in checkpoint["chunks"]:
+        grades.update(chunk["grades"])
+        warnings.update(chunk["warnings"])
+    subjects = sum(chunk["rows"] for chunk in checkpoint["chunks"])
+    run_rows = extra["decided_this_run"]
+    return {
+        "job_id": checkpoint["job_id"],
+        "subjects": subjects,
+        "chunks": len(checkpoint["chunks"]),
+        "grades": dict(sorted(grades.items())),
+        "warnings": dict(sorted(warnings.items())),
+        "rejects": len(rejects),
+        "reject_lines": [{"line": r.line, "reason": r.reason} for r in rejects],
+        "decided_this_run": run_rows,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(run_rows / seconds, 1) if seconds > 0 else None,
+        "decide_seconds": extra["decide_seconds"],
+    }

@@ -1,0 +1,207 @@
+"""``credit-risk score-batch`` (local engine) on a copy of the demo data directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import PLAN, ServiceData, make_uscc
+
+from audit.entries import subject_groups, vector_from_entry
+from audit.log import DecisionLog, verify_log
+from features.pipeline import KEY, build
+from models.data import feature_matrix
+from models.model import RiskModel
+from records.runtime import make_pseudonymiser, open_store
+from service.batch import CRASH_ENV, BatchJob, run_batch
+from settings import Settings, load_settings
+
+AS_OF = PLAN.end_date
+
+
+def _copy(service_data: ServiceData, tmp_path: Path) -> Settings:
+    data = tmp_path / "data"
+    shutil.copytree(service_data.pristine, data)
+    return load_settings(data_dir=data)
+
+
+def _log_entries(settings: Settings, start: int = 0) -> list[dict[str, object]]:
+    with DecisionLog(settings.audit_log_path) as log:
+        return [entry.body for entry in log.entries(start) if entry.body["kind"] == "batch"]
+
+
+def decision_day(entry: dict[str, object]) -> date:
+    return datetime.fromisoformat(str(entry["time"])).date()
+
+
+def _cli(*args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+    executable = shutil.which("credit-risk", path=str(Path(sys.executable).parent))
+    assert executable
+    env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
+    if crash:
+        env[CRASH_ENV] = crash
+    return subprocess.run(
+        [executable, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_all_subjects_equal_a_fresh_build_and_single_decisions(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    out = tmp_path / "scores.parquet"
+    result = run_batch(settings, BatchJob(as_of=AS_OF, out=out, chunk_rows=600))
+    table = pl.read_parquet(out)
+
+    with open_store(settings, read_only=True) as store:
+        fresh = build(store, AS_OF, home_province=settings.home_province)
+    assert table.height == fresh.height == result.summary["subjects"]
+    assert table[KEY].n_unique() == table.height
+    assert result.summary["chunks"] == -(-fresh.height // 600)
+    assert sum(result.summary["grades"].values()) == table.height
+
+    entries = {e["decision_id"]: e for e in _log_entries(settings)}
+    assert set(entries) == set(table["decision_id"].to_list())
+    assert verify_log(settings.audit_log_path).ok
+
+    model = RiskModel.load(settings.data_dir)
+    matrix = feature_matrix(fresh)
+    by_key = dict(zip(fresh[KEY].to_list(), range(fresh.height), strict=True))
+    rows = table.to_dicts()
+    for row in rows:
+        vector = vector_from_entry(entries[row["decision_id"]])
+        expected = matrix[by_key[row["subject_key"]]]
+        assert vector.tobytes() == expected.tobytes()
+        assert entries[row["decision_id"]]["subject"]["key"] == row["subject_key"]
+    for row in rows[:: max(1, len(rows) // 150)]:  # single-row decisions on a sample
+        decision = model.decide(matrix[by_key[row["subject_key"]]])
+        assert row["probability_of_default"] == decision.probability_of_default
+        assert (row["score"], row["grade"]) == (decision.score, decision.grade)
+        assert row["thin_file"] == decision.thin_file
+        assert [r["code"] for r in row["reasons"]] == [r.code for r in decision.reasons]
+        assert row["model_version"] == model.version
+
+    # Running the finished job again logs nothing and leaves the output as it was.
+    again = run_batch(settings, BatchJob(as_of=AS_OF, out=out, chunk_rows=600))
+    assert again.summary["subjects"] == table.height
+    assert again.summary["decided_this_run"] == 0
+    assert len(_log_entries(settings)) == table.height
+    assert pl.read_parquet(out).equals(table)
+
+
+def test_subject_list_rejects_bad_lines_without_failing(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    usccs = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:3]
+    residents = service_data.frames["natural_person"]["resident_id"].unique().sort().to_list()[:2]
+    unknown = make_uscc(98_765_432, region="110105")
+    lines = [
+        "# a comment",
+        usccs[0],
+        "not-an-id",  # line 3
+        residents[0],
+        unknown,  # line 5
+        usccs[1],
+        usccs[0],  # line 7: listed twice
+        "",
+        residents[1],
+        usccs[2],
+    ]
+    listing = tmp_path / "subjects.txt"
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out" / "list.parquet"
+    result = _cli(
+        "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
+        "--out", str(out), "--chunk-rows", "2", "--data-dir", str(settings.data_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "subject" in result.stderr  # the progress bar
+    summary = json.loads(result.stdout)
+    assert summary["subjects"] == 5
+    assert summary["rejects"] == 3
+    assert [r["line"] for r in summary["reject_lines"]] == [3, 5, 7]
+    assert "unknown subject" in summary["reject_lines"][1]["reason"]
+    with (tmp_path / "out" / "list.parquet.rejects.csv").open(encoding="utf-8") as handle:
+        assert [row["line"] for row in csv.DictReader(handle)] == ["3", "5", "7"]
+    for resident in residents:
+        assert resident not in result.stdout + out.with_suffix(".parquet.rejects.csv").read_text()
+
+    table = pl.read_parquet(out)
+    pseudonymiser = make_pseudonymiser(settings)
+    expected = set(usccs) | {pseudonymiser.person_key(r) for r in residents}
+    assert set(table[KEY].to_list()) == expected
+    entries = _log_entries(settings)
+    assert sorted(e["decision_id"] for e in entries) == sorted(table["decision_id"].to_list())
+    assert all(e["client"].startswith("batch:") for e in entries)
+    subjects = {e["subject"]["key"]: e["subject"] for e in entries}
+    for key in usccs:
+        assert subjects[key]["region"] == key[2:4]
+    for resident in residents:  # the same groups as an online decision, without the raw id
+        found = subjects[pseudonymiser.person_key(resident)]
+        on = decision_day(entries[0])
+        assert {k: found[k] for k in ("region", "age_band")} == subject_groups(
+            "person", resident, on
+        )
+
+
+@pytest.mark.parametrize(
+    ("crashes", "already_logged"),
+    [
+        (("mid-log:1", "after-log:2", "after-part:3"), {1: 12, 2: 25, 3: 25}),
+        (("after-log:0",), {0: 25}),
+    ],
+)
+def test_resume_after_kill_gives_one_row_and_one_entry_per_subject(
+    service_data: ServiceData,
+    tmp_path: Path,
+    crashes: tuple[str, ...],
+    already_logged: dict[int, int],
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:120]
+    listing = tmp_path / "subjects.txt"
+    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    out = tmp_path / "resumed.parquet"
+    command = (
+        "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
+        "--out", str(out), "--chunk-rows", "25", "--no-progress",
+        "--data-dir", str(settings.data_dir),
+    )  # fmt: skip
+    for crash in crashes:
+        killed = _cli(*command, crash=crash)
+        assert killed.returncode == -9, killed.stderr
+        assert not out.exists()
+    finished = _cli(*command)
+    assert finished.returncode == 0, finished.stderr
+    summary = json.loads(finished.stdout)
+    assert summary["subjects"] == len(keys)
+    checkpoint = json.loads((tmp_path / "resumed.parquet.parts" / "checkpoint.json").read_text())
+    found = {c["number"]: c["already_logged"] for c in checkpoint["chunks"] if c["already_logged"]}
+    assert found == already_logged  # entries logged before a kill were not logged again
+
+    table = pl.read_parquet(out)
+    assert sorted(table[KEY].to_list()) == sorted(keys)
+    entries = _log_entries(settings)
+    assert len(entries) == len(keys)
+    assert sorted(e["decision_id"] for e in entries) == sorted(table["decision_id"].to_list())
+    assert verify_log(settings.audit_log_path).ok
+
+    # The rows equal those of a job never interrupted (decision ids aside).
+    clean = run_batch(
+        settings, BatchJob(as_of=AS_OF, out=tmp_path / "clean.parquet", chunk_rows=25,
+                           subjects_file=listing)
+    )  # fmt: skip
+    assert clean.summary["subjects"] == len(keys)
+    other = pl.read_parquet(tmp_path / "clean.parquet")
+    assert other.drop("decision_id").equals(table.drop("decision_id"))
+    assert np.all(other["decision_id"].to_numpy() != table["decision_id"].to_numpy())
