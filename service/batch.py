@@ -84,7 +84,8 @@ __all__ = [
 CRASH_ENV = "CREDIT_RISK_BATCH_CRASH"
 """Tests only: ``<point>:<chunk>`` kills the process (SIGKILL) at ``point`` of chunk
 number ``chunk``: ``mid-log`` (half the chunk's entries appended), ``after-log`` (all
-appended, no part file), ``after-part`` (part file written, no checkpoint)."""
+appended, no part file), ``after-part`` (part file written, no checkpoint); with a
+``:int`` suffix it sends SIGINT instead (Ctrl-C)."""
 
 CHECKPOINT = "checkpoint.json"
 _FORMAT = 1
@@ -158,8 +159,11 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 
 def _crash_point(point: str, chunk: int) -> None:
-    if os.environ.get(CRASH_ENV) == f"{point}:{chunk}":
+    wanted = os.environ.get(CRASH_ENV, "")
+    if wanted == f"{point}:{chunk}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if wanted == f"{point}:{chunk}:int":  # Ctrl-C: a KeyboardInterrupt from here
+        signal.raise_signal(signal.SIGINT)
 
 
 def _subjects(
@@ -378,7 +382,7 @@ def _run_chunks(
             for decision_id, item in zip(ids, decided, strict=True)
             if decision_id not in logged
         ]
-        if os.environ.get(CRASH_ENV) == f"mid-log:{number}":
+        if os.environ.get(CRASH_ENV, "").split(":")[:2] == ["mid-log", str(number)]:
             log.append_many(entries[: len(entries) // 2])
             _crash_point("mid-log", number)
         log.append_many(entries)
