@@ -19,9 +19,17 @@ from audit.monitoring import monitoring_report
 from audit.replay import ReplayPart, replay_decision
 from creditrisk.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 from features.catalog import feature_names
+from models.decisions import RelatedPartyRef
 from models.registry import ModelNotFoundError
 from records.pseudonym import Pseudonymiser, is_person_key
 from records.store import RecordStore
+from service.codec import (
+    GRADE_VALUES,
+    PURPOSE_VALUES,
+    SEVERITY_VALUES,
+    evidence_message,
+    related_party_message,
+)
 from service.problems import InvalidRequest, NotFound, NotReady
 
 __all__ = ["AuditServicer"]
@@ -32,16 +40,6 @@ _CHANNELS = {
     "GetWarnings": audit_pb2.DECISION_CHANNEL_WARNINGS,
     "batch": audit_pb2.DECISION_CHANNEL_BATCH,
 }
-_PURPOSES = {
-    "loan_approval": common_pb2.PURPOSE_LOAN_APPROVAL,
-    "credit_card_approval": common_pb2.PURPOSE_CREDIT_CARD_APPROVAL,
-    "guarantee_review": common_pb2.PURPOSE_GUARANTEE_REVIEW,
-    "post_loan_management": common_pb2.PURPOSE_POST_LOAN_MANAGEMENT,
-    "self_inquiry": common_pb2.PURPOSE_SELF_INQUIRY,
-}
-_GRADES: dict[str, Any] = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
-_SEVERITIES = {"low": 1, "medium": 2, "high": 3, "severe": 4}
-_ROLES = {"legal_representative": 1, "shareholder": 2, "controlled_company": 3}
 _PROBLEMS = {  # audit.verify's reasons (plain words) -> the contract's codes, first match
     "does not match the anchor": audit_pb2.CHAIN_PROBLEM_FORGED,
     "does not match the head file": audit_pb2.CHAIN_PROBLEM_TRUNCATED,
@@ -85,7 +83,7 @@ def decision_record(entry: LogEntry) -> audit_pb2.DecisionRecord:
         client=body["client"],
         channel=_CHANNELS.get(body["method"], audit_pb2.DECISION_CHANNEL_UNSPECIFIED),
         request_id=body["request_id"],
-        purpose=_PURPOSES.get(body["purpose"], common_pb2.PURPOSE_UNSPECIFIED),
+        purpose=PURPOSE_VALUES.get(body["purpose"], common_pb2.PURPOSE_UNSPECIFIED),
         authorization_id=body["authorization_id"],
         subject_kind=common_pb2.SUBJECT_KIND_ENTITY
         if body["subject"]["type"] == "entity"
@@ -102,7 +100,7 @@ def decision_record(entry: LogEntry) -> audit_pb2.DecisionRecord:
         features_as_of=body["features"]["as_of"],
         score=answer["score"],
         probability_of_default=answer["probability_of_default"],
-        grade=_GRADES[answer["grade"]],
+        grade=GRADE_VALUES[answer["grade"]],
         thin_file=answer["thin_file"],
         explain=answer["reasons"] is not None,
         previous_hash=entry.previous_hash,
@@ -117,29 +115,24 @@ def decision_record(entry: LogEntry) -> audit_pb2.DecisionRecord:
         )
     for flag in answer["warnings"]:
         warning = record.warnings.add(
-            code=flag["code"], severity=_SEVERITIES[flag["severity"]], since=flag["since"]
+            code=flag["code"], severity=SEVERITY_VALUES[flag["severity"]], since=flag["since"]
         )
-        for item in flag["evidence"]:
-            table, source, ident = ([*item["record"].split(":", 2), "", ""])[:3]
-            evidence = warning.evidence.add(
-                record=ident,
-                table=table,
-                source=source,
-                kind=item["kind"] or "",
-                date=item["date"] or "",
+        warning.evidence.extend(
+            evidence_message(
+                item["record"],
+                item["kind"],
+                item["date"] or "",
+                item["amount"],
+                item["days_past_due"],
             )
-            if item["amount"] is not None:
-                evidence.amount = f"{item['amount']:.2f}"
-            if item["days_past_due"] is not None:
-                evidence.overdue_days = item["days_past_due"]
+            for item in flag["evidence"]
+        )
         if flag["via"] is not None:
-            warning.via.role = _ROLES.get(flag["via"]["role"], 0)  # type: ignore[assignment]
-            if not is_person_key(flag["via"]["subject"]):
-                warning.via.kind = common_pb2.SUBJECT_KIND_ENTITY
-                warning.via.subject.uscc = flag["via"]["subject"]
-            else:
-                warning.via.kind = common_pb2.SUBJECT_KIND_PERSON
-                warning.via.pseudonym = flag["via"]["subject"]
+            key = flag["via"]["subject"]
+            via = RelatedPartyRef(
+                flag["via"]["role"], "person" if is_person_key(key) else "entity", key
+            )
+            warning.via.CopyFrom(related_party_message(via, None))
     return record
 
 
@@ -222,7 +215,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
         if request.limit < 0:
             raise InvalidRequest("limit", "out_of_range", "limit must not be negative")
         limit = request.limit or _MAX_LIST
-        grade = {v: k for k, v in _GRADES.items()}.get(request.grade)
+        grade = {v: k for k, v in GRADE_VALUES.items()}.get(request.grade)
         sent = 0
         wanted = self._subject_filter(request.subject)
         # Contract sequences count from 1: entries after N are the log's from N on.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from google.protobuf import timestamp_pb2
 
@@ -14,34 +15,43 @@ from service.problems import InvalidRequest
 from service.scoring import ScoredDecision, ScoreQuery, SubjectQuery
 
 __all__ = [
+    "GRADE_VALUES",
+    "PURPOSES",
+    "PURPOSE_VALUES",
+    "ROLE_VALUES",
+    "SEVERITY_VALUES",
     "ScoreResponseEncoder",
     "decode_score_request",
     "decode_warnings_request",
     "encode_warnings_response",
+    "evidence_message",
+    "related_party_message",
 ]
 
-_PURPOSES: dict[int, str] = {
+# The contract's enum values for the domain's names: one table each, for every encoder.
+PURPOSES: dict[int, str] = {
     common_pb2.PURPOSE_LOAN_APPROVAL: "loan_approval",
     common_pb2.PURPOSE_CREDIT_CARD_APPROVAL: "credit_card_approval",
     common_pb2.PURPOSE_GUARANTEE_REVIEW: "guarantee_review",
     common_pb2.PURPOSE_POST_LOAN_MANAGEMENT: "post_loan_management",
     common_pb2.PURPOSE_SELF_INQUIRY: "self_inquiry",
 }
-_GRADES = {
+PURPOSE_VALUES: dict[str, Any] = {name: value for value, name in PURPOSES.items()}
+GRADE_VALUES: dict[str, Any] = {
     "A": common_pb2.GRADE_A,
     "B": common_pb2.GRADE_B,
     "C": common_pb2.GRADE_C,
     "D": common_pb2.GRADE_D,
     "E": common_pb2.GRADE_E,
 }
-_SEVERITIES = {
+SEVERITY_VALUES: dict[str, Any] = {  # keyed by Severity (a str enum) or its text
     Severity.LOW: common_pb2.SEVERITY_LOW,
     Severity.MEDIUM: common_pb2.SEVERITY_MEDIUM,
     Severity.HIGH: common_pb2.SEVERITY_HIGH,
     Severity.SEVERE: common_pb2.SEVERITY_SEVERE,
 }
-_SEVERITY_OF = {value: key for key, value in _SEVERITIES.items()}
-_ROLES: dict[str, int] = {
+_SEVERITY_OF = {value: Severity(key) for key, value in SEVERITY_VALUES.items()}
+ROLE_VALUES: dict[str, Any] = {
     "legal_representative": common_pb2.RELATED_PARTY_ROLE_LEGAL_REPRESENTATIVE,
     "shareholder": common_pb2.RELATED_PARTY_ROLE_MAJOR_SHAREHOLDER,
     "controlled_company": common_pb2.RELATED_PARTY_ROLE_CONTROLLED_COMPANY,
@@ -61,7 +71,7 @@ def _purpose(value: int) -> str | None:
     if value == common_pb2.PURPOSE_UNSPECIFIED:
         return None
     try:
-        return _PURPOSES[value]
+        return PURPOSES[value]
     except KeyError:
         raise InvalidRequest(
             "purpose", "unknown_value", f"purpose {value} is not a known Purpose value"
@@ -100,9 +110,7 @@ def decode_warnings_request(request: credit_risk_pb2.WarningsRequest) -> ScoreQu
 
 def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     # An aware datetime; built directly (FromDatetime costs a few microseconds more).
-    return timestamp_pb2.Timestamp(
-        seconds=int(moment.timestamp()), nanos=moment.microsecond * 1000
-    )
+    return timestamp_pb2.Timestamp(seconds=int(moment.timestamp()), nanos=moment.microsecond * 1000)
 
 
 def _reason(reason: Reason) -> common_pb2.Reason:
@@ -115,24 +123,37 @@ def _reason(reason: Reason) -> common_pb2.Reason:
     )
 
 
-def _evidence(item: Evidence) -> common_pb2.Evidence:
-    parts = item.record.split(":", 2)
+def evidence_message(
+    record: str, kind: str | None, day: str, amount: float | None, days_past_due: int | None
+) -> common_pb2.Evidence:
+    """One evidence item; ``record`` is ``<table>:<source>:<id>`` as the flags cite it."""
+    parts = record.split(":", 2)
     message = common_pb2.Evidence(
         record=parts[-1],
-        table=item.table,
-        kind=item.kind or "",
-        date=item.date.isoformat() if item.date else "",
-        source=item.source,
+        table=parts[0],
+        kind=kind or "",
+        date=day,
+        source=parts[1] if len(parts) > 2 else "",
     )
-    if item.amount is not None:
-        message.amount = f"{item.amount:.2f}"
-    if item.days_past_due is not None:
-        message.overdue_days = item.days_past_due
+    if amount is not None:
+        message.amount = f"{amount:.2f}"
+    if days_past_due is not None:
+        message.overdue_days = days_past_due
     return message
 
 
-def _related_party(via: RelatedPartyRef, share: float | None) -> common_pb2.RelatedParty:
-    party = common_pb2.RelatedParty(role=_ROLES.get(via.role, 0))  # type: ignore[arg-type]
+def _evidence(item: Evidence) -> common_pb2.Evidence:
+    return evidence_message(
+        item.record,
+        item.kind,
+        item.date.isoformat() if item.date else "",
+        item.amount,
+        item.days_past_due,
+    )
+
+
+def related_party_message(via: RelatedPartyRef, share: float | None) -> common_pb2.RelatedParty:
+    party = common_pb2.RelatedParty(role=ROLE_VALUES.get(via.role, 0))
     if via.subject_type == "entity":
         party.kind = common_pb2.SUBJECT_KIND_ENTITY
         party.subject.uscc = via.subject_key
@@ -147,14 +168,14 @@ def _related_party(via: RelatedPartyRef, share: float | None) -> common_pb2.Rela
 def _warning(flag: WarningFlag) -> common_pb2.Warning:
     message = common_pb2.Warning(
         code=flag.code,
-        severity=_SEVERITIES[flag.severity],
+        severity=SEVERITY_VALUES[flag.severity],
         description=flag.description,
         since=flag.since.isoformat(),
         evidence=[_evidence(item) for item in flag.evidence],
     )
     if flag.via is not None:
         share = next((e.share for e in flag.evidence if e.share is not None), None)
-        message.via.CopyFrom(_related_party(flag.via, share))
+        message.via.CopyFrom(related_party_message(flag.via, share))
     return message
 
 
@@ -164,7 +185,7 @@ def _decision_part(subject: SubjectDecision, rules: str, explain: bool) -> bytes
     response = credit_risk_pb2.ScoreResponse(
         score=decision.score,
         probability_of_default=decision.probability_of_default,
-        grade=_GRADES[decision.grade],
+        grade=GRADE_VALUES[decision.grade],
         warnings=[_warning(flag) for flag in subject.warnings],
         model_version=decision.model_version,
         features_as_of=subject.features_as_of.isoformat(),

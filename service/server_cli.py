@@ -12,18 +12,12 @@ from typing import Any
 
 import click
 
+from records.tables import INQUIRY_PURPOSES
 from service.cli_common import common_options, settings_from
 
 __all__ = ["clients", "score", "serve"]
 
 API_KEY_ENV = "CREDIT_RISK_API_KEY"
-_PURPOSES = (
-    "loan_approval",
-    "credit_card_approval",
-    "guarantee_review",
-    "post_loan_management",
-    "self_inquiry",
-)
 
 
 @click.command()
@@ -131,7 +125,9 @@ def _print_ready(target: str, server: Any, keys: dict[str, str], sample: str | N
 @click.command()
 @click.option("--uscc", default=None, help="Unified Social Credit Code of a legal entity.")
 @click.option("--resident-id", default=None, help="Resident identity number of a person.")
-@click.option("--purpose", type=click.Choice(_PURPOSES), default="loan_approval", show_default=True)
+@click.option(
+    "--purpose", type=click.Choice(INQUIRY_PURPOSES), default="loan_approval", show_default=True
+)
 @click.option("--authorization-id", default="", help="The subject's consent reference.")
 @click.option("--request-id", default="", help="Idempotency key.")
 @click.option("--explain", is_flag=True, help="Ask for the reason codes.")
@@ -178,13 +174,14 @@ def score(
     from grpc_status import rpc_status
 
     from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc
+    from service.codec import PURPOSE_VALUES
 
     if (uscc is None) == (resident_id is None):
         raise click.UsageError("give exactly one of --uscc or --resident-id")
     if not key:
         raise click.UsageError(f"no API key: pass --key or set ${API_KEY_ENV}")
     subject = common_pb2.Subject(uscc=uscc) if uscc else common_pb2.Subject(resident_id=resident_id)
-    purpose_value = getattr(common_pb2, f"PURPOSE_{purpose.upper()}")
+    purpose_value = PURPOSE_VALUES[purpose]
     if ca is not None:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=ca.read_bytes(),

@@ -17,6 +17,7 @@ from creditrisk.v1 import credit_risk_pb2, credit_risk_pb2_grpc
 from models.model import RiskModel
 from models.registry import MODEL_FILE, ModelNotFoundError, ModelRegistry
 from service.codec import (
+    GRADE_VALUES,
     ScoreResponseEncoder,
     decode_score_request,
     decode_warnings_request,
@@ -62,9 +63,9 @@ def _read_behind(
     threading.Thread(target=read, name="stream-reader", daemon=True).start()
     return inbox
 
+
 _SCORE = "Score"
 _WARNINGS = "GetWarnings"
-_GRADES = {"A": 1, "B": 2, "C": 3, "D": 4, "E": 5}
 _ENGINES = {"lightgbm": credit_risk_pb2.ENGINE_LIGHTGBM, "lleaves": credit_risk_pb2.ENGINE_LLEAVES}
 
 
@@ -141,9 +142,7 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
             try:
                 self.quotas.take(client)
                 query = decode_score_request(request)
-                answer = scorer.decide(
-                    query, client, _SCORE, "ScoreStream", wait_for_log=False
-                )
+                answer = scorer.decide(query, client, _SCORE, "ScoreStream", wait_for_log=False)
                 encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
                 in_flight.append((answer, encoded))
                 ok.inc()
@@ -240,7 +239,7 @@ def _model_info(
     bounds = (0.0, *card.grade_bands, 1.0)
     for position, letter in enumerate(card.grade_names):
         info.grade_bands.add(
-            grade=_GRADES[letter], pd_from=bounds[position], pd_to=bounds[position + 1]
+            grade=GRADE_VALUES[letter], pd_from=bounds[position], pd_to=bounds[position + 1]
         )
     return info
 
