@@ -107,6 +107,14 @@ def policy_of(method: str) -> MethodPolicy | None:
 
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+# A method handler's behaviour attribute, how to rebuild such a handler, and whether its
+# responses stream (then the wrapper must wrap the iteration, not the call).
+_HANDLER_KINDS: tuple[tuple[str, Callable[..., Any], bool], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+)
 
 
 class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -130,33 +138,17 @@ class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap(self, method: str, handler: Any) -> Any:
-        if handler.unary_unary:
-            inner = handler.unary_unary
-            return grpc.unary_unary_rpc_method_handler(
-                lambda request, context: self.around(method, inner, request, context, False),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        if handler.unary_stream:
-            inner = handler.unary_stream
-            return grpc.unary_stream_rpc_method_handler(
-                lambda request, context: self.around(method, inner, request, context, True),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        if handler.stream_unary:
-            inner = handler.stream_unary
-            return grpc.stream_unary_rpc_method_handler(
-                lambda requests, context: self.around(method, inner, requests, context, False),
-                handler.request_deserializer,
-                handler.response_serializer,
-            )
-        inner = handler.stream_stream
-        return grpc.stream_stream_rpc_method_handler(
-            lambda requests, context: self.around(method, inner, requests, context, True),
-            handler.request_deserializer,
-            handler.response_serializer,
-        )
+        for kind, make, streams_out in _HANDLER_KINDS:
+            inner = getattr(handler, kind)
+            if inner:
+                return make(
+                    lambda request, context, inner=inner, streams_out=streams_out: self.around(
+                        method, inner, request, context, streams_out
+                    ),
+                    handler.request_deserializer,
+                    handler.response_serializer,
+                )
+        raise ValueError(f"{method}: a method handler without a behaviour")
 
     def applies(self, method: str) -> bool:
         return True

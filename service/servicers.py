@@ -40,6 +40,14 @@ def _sendable(answer: ScoredDecision | None) -> bool:
     return answer is None or answer.logged is None or answer.logged.done()
 
 
+def _when_durable(item: tuple[ScoredDecision | None, bytes]) -> bytes:
+    """A stream item's answer, once its decision is in the log (an error item at once)."""
+    answer, encoded = item
+    if answer is not None:
+        answer.durable()
+    return encoded
+
+
 def _read_behind(
     requests: Iterator[credit_risk_pb2.ScoreRequest], limit: int
 ) -> queue.Queue[object]:
@@ -129,10 +137,7 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
             try:
                 item = inbox.get(timeout=_POLL_SECONDS) if in_flight else inbox.get()
             except queue.Empty:
-                answer, encoded = in_flight.popleft()  # nothing new: wait for the oldest
-                if answer is not None:
-                    answer.durable()
-                yield encoded
+                yield _when_durable(in_flight.popleft())  # nothing new: wait for the oldest
                 continue
             if item is _END or isinstance(item, BaseException):
                 break
@@ -162,15 +167,9 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
                     )
                 )
             if len(in_flight) > _MAX_IN_FLIGHT:
-                answer, encoded = in_flight.popleft()
-                if answer is not None:
-                    answer.durable()
-                yield encoded
+                yield _when_durable(in_flight.popleft())
         while in_flight:  # what was decided is answered, also when the reading failed
-            answer, encoded = in_flight.popleft()
-            if answer is not None:
-                answer.durable()
-            yield encoded
+            yield _when_durable(in_flight.popleft())
         if isinstance(item, BaseException):
             raise item
 
