@@ -7,6 +7,8 @@ Layout under ``<data_dir>/models/``::
     <version>/report.json        the evaluation report
     <version>/manifest.json      features, catalog hash, data fingerprints, parameters,
                                  calibration choice, metrics, library versions, dates,
+                                 the training engine (local, or Dask with its
+                                 partitioning and the Parquet files' hashes),
                                  and the sha256 of every artifact above
     <version>/manifest.sha256    the manifest's own sha256 (``sha256sum -c`` format)
     <version>/compiled/          optional: the forest compiled by lleaves, with its own
@@ -170,6 +172,7 @@ class ModelRegistry:
             "data": model.data.to_dict(),
             "metrics": model.metrics,
             "training_seconds": round(model.seconds, 3),
+            "training_engine": model.engine,
         }
         return self.save_artifacts(
             model_text=model.model_text,

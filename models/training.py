@@ -7,12 +7,18 @@ early on it, and the calibrator is fitted on it. The OOT rows are used for nothi
 evaluation report. Features are the catalog's, in catalog order; categorical features are
 declared as such and every other feature carries its catalog direction as a monotone
 constraint. Training is deterministic for a given seed and thread count.
+
+The booster itself is fitted by a *fitter* (:data:`BoosterFitter`): :func:`fit_local` (one
+process, ``lightgbm.train`` with early stopping) by default, or the Dask engine of
+:mod:`models.dask_training`. Everything around it (frames, holdout split, parameters,
+calibration, report, fingerprints) is the same code for every engine.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -37,9 +43,13 @@ from models.scorecard import DEFAULT_SCORECARD, ScorecardConfig, scores
 from records.store import RecordStore
 
 __all__ = [
+    "LOCAL_ENGINE",
+    "BoosterFitter",
     "DataSummary",
+    "FittedBooster",
     "TrainedModel",
     "TrainingParams",
+    "fit_local",
     "incomplete_label_dates",
     "records_end",
     "train",
@@ -47,6 +57,7 @@ __all__ = [
 ]
 
 F64 = npt.NDArray[np.float64]
+LOCAL_ENGINE = "local"
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,9 @@ class TrainedModel:
     metrics: dict[str, Any]  # headline figures (OOT and holdout)
     report: dict[str, Any]  # the full evaluation, written as report.json
     seconds: float
+    # How the booster was fitted: the engine and, for a distributed one, its partitioning
+    # (recorded in the manifest as ``training_engine``).
+    engine: dict[str, Any] = field(default_factory=lambda: {"engine": LOCAL_ENGINE})
 
     def raw_score(self, matrix: F64) -> F64:
         raw: F64 = self.booster.predict(matrix, raw_score=True, num_threads=self.params.num_threads)
@@ -167,8 +181,10 @@ def train(
     scorecard: ScorecardConfig = DEFAULT_SCORECARD,
     home_province: str = "33",
     retention_years: int = 5,
+    fitter: BoosterFitter | None = None,
 ) -> TrainedModel:
-    """Train on ``as_of_dates`` and evaluate out of time on the later ``validation_dates``."""
+    """Train on ``as_of_dates`` and evaluate out of time on the later ``validation_dates``;
+    ``fitter`` fits the booster (default :func:`fit_local`)."""
     _check_dates(as_of_dates, validation_dates)
     in_time, oot = (
         training_frame(
@@ -188,6 +204,7 @@ def train(
         scorecard=scorecard,
         home_province=home_province,
         retention_years=retention_years,
+        fitter=fitter,
     )
 
 
@@ -226,7 +243,24 @@ def incomplete_label_dates(
     return [day for day in dates if add_months(day, horizon_months) > end]
 
 
-def _fit_booster(fit: LabelledRows, holdout: LabelledRows, params: TrainingParams) -> Any:
+@dataclass(frozen=True)
+class FittedBooster:
+    """What a fitter hands back: LightGBM's text model cut at the chosen iteration (exactly
+    what the registry saves), and what the manifest records about the fit."""
+
+    model_text: str
+    best_iteration: int
+    lightgbm_params: dict[str, Any]  # as handed to LightGBM
+    engine: dict[str, Any]  # {"engine": name, ...engine details}
+
+
+# (fit rows, holdout rows, parameters) -> the fitted booster. The holdout is for choosing the
+# number of trees only; it must not be trained on.
+BoosterFitter = Callable[[LabelledRows, LabelledRows, TrainingParams], FittedBooster]
+
+
+def fit_local(fit: LabelledRows, holdout: LabelledRows, params: TrainingParams) -> FittedBooster:
+    """``lightgbm.train`` in this process, stopping early on the holdout's log loss."""
     lgb_params = params.lightgbm_params()
     names = list(feature_names())
     train_set = lgb.Dataset(
@@ -246,7 +280,13 @@ def _fit_booster(fit: LabelledRows, holdout: LabelledRows, params: TrainingParam
         valid_names=["holdout"],
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
-    return booster
+    best = int(booster.best_iteration) or int(booster.current_iteration())
+    return FittedBooster(
+        model_text=booster.model_to_string(num_iteration=best),
+        best_iteration=best,
+        lightgbm_params=lgb_params,
+        engine={"engine": LOCAL_ENGINE, "threads": params.num_threads, "reproducible": True},
+    )
 
 
 def train_on_frames(
@@ -258,8 +298,10 @@ def train_on_frames(
     scorecard: ScorecardConfig = DEFAULT_SCORECARD,
     home_province: str = "33",
     retention_years: int = 5,
+    fitter: BoosterFitter | None = None,
 ) -> TrainedModel:
-    """Train on training frames already built (``training_frame`` output)."""
+    """Train on training frames already built (``training_frame`` output); ``fitter`` fits
+    the booster (default :func:`fit_local`)."""
     started = time.perf_counter()
     in_time = LabelledRows.of(in_time_frame)
     oot = LabelledRows.of(oot_frame)
@@ -269,9 +311,8 @@ def train_on_frames(
     fit_index, holdout_index = holdout_split(in_time, params.holdout_fraction, params.seed)
     fit, holdout = in_time.take(fit_index), in_time.take(holdout_index)
 
-    trained = _fit_booster(fit, holdout, params)
-    best = int(trained.best_iteration) or int(trained.current_iteration())
-    model_text: str = trained.model_to_string(num_iteration=best)
+    fitted = (fitter or fit_local)(fit, holdout, params)
+    model_text = fitted.model_text
     booster = lgb.Booster(model_str=model_text)  # exactly what the registry will save
 
     def raw(matrix: F64) -> F64:
@@ -324,10 +365,11 @@ def train_on_frames(
         feature_names=feature_names(),
         catalog_hash=catalog_hash(),
         params=params,
-        lightgbm_params=params.lightgbm_params(),
-        best_iteration=best,
+        lightgbm_params=fitted.lightgbm_params,
+        best_iteration=fitted.best_iteration,
         data=data,
         metrics=report["summary"],
         report=report,
         seconds=time.perf_counter() - started,
+        engine=fitted.engine,
     )
