@@ -1,0 +1,345 @@
+"""Distributed training on Dask with ``lightgbm.dask``: the booster of the risk model fitted
+by a cluster, everything around it the local path's.
+
+:class:`DaskFitter` is a :data:`models.training.BoosterFitter`: ``train`` / ``train_on_frames``
+build the training frames, split off the holdout, calibrate and report exactly as for the
+local engine; only the booster is fitted differently:
+
+1. the *fit* rows (canonical order, catalog features as float64, label) are exported to
+   Parquet, one file per partition, a subject's rows all in one partition
+   (``crc32(subject_type TAB subject_key) mod partitions``, canonical order inside);
+2. the files are read back with ``dask.dataframe.read_parquet`` (with dask's I/O fusion
+   off: ``optimization.tune.active = False``; with it on, fused partitions make
+   ``lightgbm.dask`` fail with ``zip() argument 2 is shorter``);
+3. ``DaskLGBMClassifier`` fits ``num_boost_round`` trees with the local path's LightGBM
+   parameters (:meth:`TrainingParams.lightgbm_params`; only the thread count, which Dask
+   sets per worker, and the distributed tree learner differ), its monotone constraints and
+   categorical features;
+4. early stopping is not available in distributed LightGBM, so the number of trees is
+   chosen afterwards by the local path's rule on the same holdout (:func:`holdout_best_iteration`)
+   and the model is cut there: a plain LightGBM text model, saved like the local one's.
+
+Distributed LightGBM is not bit-reproducible from run to run (see
+``docs/distributed-training.md``): what is pinned and what varied is recorded in the
+manifest's ``training_engine``; decisions are replayed against the registered artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from features.catalog import feature_names
+from features.pipeline import KEY, TYPE
+from models.data import LabelledRows, categorical_features
+from models.training import FittedBooster, TrainingParams
+
+__all__ = [
+    "DASK_ENGINE",
+    "DASK_LOCAL_ENGINE",
+    "DaskEngine",
+    "DaskFitter",
+    "PartitionFile",
+    "distributed_lightgbm_params",
+    "export_partitions",
+    "holdout_best_iteration",
+    "partition_of",
+]
+
+DASK_ENGINE = "dask"
+DASK_LOCAL_ENGINE = "dask-local"
+PARTITION_RULE = "crc32(subject_type + TAB + subject_key) mod partitions"
+LABEL = "label"
+_LEAF_BLOCK = 100  # trees per pred_leaf call while choosing the best iteration
+
+
+@dataclass(frozen=True)
+class DaskEngine:
+    """Where and how to train: an existing cluster (``scheduler``) or a LocalCluster of
+    ``workers`` single-threaded worker processes. ``partitions`` defaults to two per
+    worker. The Parquet files go under ``export_dir`` (it must be readable by every worker:
+    a shared volume for a remote cluster), by default a temporary directory removed after
+    training; files in a given ``export_dir`` are kept."""
+
+    scheduler: str | None = None
+    workers: int = 2
+    threads_per_worker: int = 1
+    partitions: int | None = None
+    export_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler is not None and not self.scheduler.strip():
+            raise ValueError("the scheduler address is empty")
+        if self.workers < 1 or self.threads_per_worker < 1:
+            raise ValueError("workers and threads per worker must be at least 1")
+        if self.partitions is not None and self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+
+    @property
+    def name(self) -> str:
+        return DASK_LOCAL_ENGINE if self.scheduler is None else DASK_ENGINE
+
+
+@dataclass(frozen=True)
+class PartitionFile:
+    name: str
+    rows: int
+    subjects: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def distributed_lightgbm_params(params: TrainingParams) -> dict[str, Any]:
+    """The local path's LightGBM parameters for ``DaskLGBMClassifier``: the same dictionary
+    without the thread count (Dask gives each worker its own ``nthreads``) and with the
+    data-parallel tree learner named."""
+    out = params.lightgbm_params()
+    out.pop("num_threads", None)
+    out["tree_learner"] = "data"
+    return out
+
+
+def partition_of(subject_type: str, subject_key: str, partitions: int) -> int:
+    """The partition of a subject's rows: stable across runs, machines and library versions."""
+    return zlib.crc32(f"{subject_type}\t{subject_key}".encode()) % partitions
+
+
+def export_partitions(rows: LabelledRows, directory: Path, partitions: int) -> list[PartitionFile]:
+    """Write ``rows`` as ``part.NNNNN.parquet`` files, one per partition, a subject's rows in
+    one file, canonical order inside; columns: subject type and key, as-of date, the
+    catalog's features as float64 (NaN = absent), label. Every partition must hold rows."""
+    frame = rows.frame
+    subjects = frame.select(TYPE, KEY).unique().sort(TYPE, KEY)
+    subjects = subjects.with_columns(
+        pl.Series(
+            "_partition",
+            [
+                partition_of(kind, key, partitions)
+                for kind, key in zip(subjects[TYPE].to_list(), subjects[KEY].to_list(), strict=True)
+            ],
+            dtype=pl.Int64,
+        )
+    )
+    names = list(feature_names())
+    exported = pl.concat(
+        [
+            frame.select(TYPE, KEY, "as_of"),
+            pl.DataFrame(rows.matrix, schema=names, orient="row"),
+            pl.DataFrame({LABEL: rows.label}),
+        ],
+        how="horizontal",
+    ).join(subjects, on=[TYPE, KEY], how="left", maintain_order="left")
+    directory.mkdir(parents=True, exist_ok=True)
+    files: list[PartitionFile] = []
+    for index in range(partitions):
+        part = exported.filter(pl.col("_partition") == index).drop("_partition")
+        if part.height == 0:
+            raise ValueError(
+                f"partition {index} of {partitions} has no rows ({subjects.height} subjects): "
+                "use fewer partitions"
+            )
+        name = f"part.{index:05d}.parquet"
+        path = directory / name
+        part.write_parquet(path, compression="zstd", statistics=True)
+        files.append(
+            PartitionFile(
+                name=name,
+                rows=part.height,
+                subjects=part.select(TYPE, KEY).n_unique(),
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+            )
+        )
+    return files
+
+
+def _parquet_digest(files: list[PartitionFile]) -> str:
+    """One sha256 over the partition files in order (name, rows, file sha256 per line)."""
+    lines = "".join(f"{f.name}\t{f.rows}\t{f.sha256}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _leaf_values(booster: Any) -> list[npt.NDArray[np.float64]]:
+    """Every tree's leaf outputs, indexed by leaf number (the first tree's include the
+    initial score LightGBM boosts from)."""
+    values: list[npt.NDArray[np.float64]] = []
+    for tree in booster.dump_model()["tree_info"]:
+        leaves = np.zeros(int(tree["num_leaves"]), dtype=np.float64)
+        stack = [tree["tree_structure"]]
+        while stack:
+            node = stack.pop()
+            if "leaf_value" in node:
+                leaves[int(node.get("leaf_index", 0))] = float(node["leaf_value"])
+            else:
+                stack.extend((node["left_child"], node["right_child"]))
+        values.append(leaves)
+    return values
+
+
+def holdout_best_iteration(booster: Any, holdout: LabelledRows, stopping_rounds: int) -> int:
+    """The number of trees early stopping on ``holdout`` would have kept: the iteration of
+    the lowest binary log loss, scanning until ``stopping_rounds`` iterations in a row bring
+    no improvement (LightGBM's rule). Scores are accumulated tree by tree from the leaves
+    each holdout row falls in."""
+    values = _leaf_values(booster)
+    label = holdout.label.astype(np.float64)
+    sign = np.where(label > 0, -1.0, 1.0)
+    raw = np.zeros(holdout.rows, dtype=np.float64)
+    best_loss, best = np.inf, 0
+    for start in range(0, len(values), _LEAF_BLOCK):
+        count = min(_LEAF_BLOCK, len(values) - start)
+        leaves = np.asarray(
+            booster.predict(
+                holdout.matrix,
+                pred_leaf=True,
+                start_iteration=start,
+                num_iteration=count,
+                num_threads=1,
+            ),
+            dtype=np.intp,
+        ).reshape(holdout.rows, count)
+        for offset in range(count):
+            iteration = start + offset
+            raw += values[iteration][leaves[:, offset]]
+            loss = float(np.mean(np.logaddexp(0.0, sign * raw)))
+            if loss < best_loss:
+                best_loss, best = loss, iteration
+            elif iteration - best >= stopping_rounds:
+                return best + 1
+    return best + 1
+
+
+@contextmanager
+def _client(engine: DaskEngine) -> Iterator[Any]:
+    """A distributed client: connected to ``engine.scheduler``, or to a LocalCluster of
+    ``engine.workers`` worker processes on 127.0.0.1 (no dashboard) torn down afterwards."""
+    from distributed import Client, LocalCluster
+
+    if engine.scheduler is not None:
+        with Client(engine.scheduler, timeout="30s") as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=engine.workers,
+            threads_per_worker=engine.threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            # LightGBM inside a worker must see one thread per Dask thread; polars (reading
+            # or converting partitions) likewise, so workers do not oversubscribe the cores.
+            env={
+                "POLARS_MAX_THREADS": str(engine.threads_per_worker),
+                "OMP_NUM_THREADS": str(engine.threads_per_worker),
+            },
+        ) as cluster,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
+
+
+@contextmanager
+def _export_directory(engine: DaskEngine) -> Iterator[Path]:
+    if engine.export_dir is not None:
+        directory = engine.export_dir
+        if directory.exists() and any(directory.iterdir()):
+            raise ValueError(f"export directory {directory} is not empty")
+        yield directory
+        return
+    directory = Path(tempfile.mkdtemp(prefix="credit-risk-train-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class DaskFitter:
+    """Fits the booster on a Dask cluster (see the module docstring); a
+    :data:`models.training.BoosterFitter`."""
+
+    def __init__(self, engine: DaskEngine) -> None:
+        self.engine = engine
+
+    def __call__(
+        self, fit: LabelledRows, holdout: LabelledRows, params: TrainingParams
+    ) -> FittedBooster:
+        import dask
+        import dask.dataframe as dd
+        from lightgbm.dask import DaskLGBMClassifier
+
+        engine = self.engine
+        lgb_params = distributed_lightgbm_params(params)
+        names = list(feature_names())
+        with _export_directory(engine) as directory, _client(engine) as client:
+            nthreads: dict[str, int] = dict(client.nthreads())
+            if not nthreads:
+                raise RuntimeError(f"the Dask cluster at {engine.scheduler} has no workers")
+            partitions = engine.partitions or 2 * len(nthreads)
+            files = export_partitions(fit, directory, partitions)
+            paths = [str(directory / f.name) for f in files]
+            with dask.config.set({"optimization.tune.active": False}):
+                frame = dd.read_parquet(paths, columns=[*names, LABEL])
+                if frame.npartitions != partitions:
+                    raise RuntimeError(
+                        f"dask read {frame.npartitions} partitions from {partitions} files"
+                    )
+                model = DaskLGBMClassifier(
+                    client=client, n_estimators=params.num_boost_round, **lgb_params
+                )
+                with warnings.catch_warnings():
+                    # n_jobs: the thread count is each worker's nthreads, as intended.
+                    warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+                    model.fit(
+                        frame[names], frame[LABEL], categorical_feature=categorical_features()
+                    )
+            booster = model.booster_
+            trained_trees = int(booster.current_iteration())
+            best = holdout_best_iteration(booster, holdout, params.early_stopping_rounds)
+            model_text: str = booster.model_to_string(num_iteration=best)
+            record: dict[str, Any] = {
+                "engine": engine.name,
+                "scheduler": engine.scheduler,
+                "workers": len(nthreads),
+                "threads_per_worker": sorted(set(nthreads.values())),
+                "partitions": partitions,
+                "partition_key": [TYPE, KEY],
+                "partition_rule": PARTITION_RULE,
+                "exported_rows": "fit",
+                "parquet": {
+                    "sha256": _parquet_digest(files),
+                    "files": [f.to_dict() for f in files],
+                    "kept_in": str(engine.export_dir) if engine.export_dir else None,
+                },
+                "trees_fitted": trained_trees,
+                "best_iteration_rule": (
+                    "lowest holdout binary log loss, scanning until "
+                    f"{params.early_stopping_rounds} iterations bring no improvement"
+                ),
+                "reproducible": False,
+                "libraries": {
+                    "dask": version("dask"),
+                    "distributed": version("distributed"),
+                    "lightgbm": str(lgb.__version__),
+                },
+            }
+        return FittedBooster(
+            model_text=model_text,
+            best_iteration=best,
+            lightgbm_params=lgb_params,
+            engine=record,
+        )
