@@ -2,16 +2,78 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from service.cli_common import common_options, settings_from
 
+if TYPE_CHECKING:
+    from models.dask_training import DaskEngine
+
 __all__ = ["compile_model", "report", "train", "train_table"]
+
+ENGINES = ("local", "dask", "dask-local")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to standard output meanwhile, Python's and native code's
+    (LightGBM's network log, worker processes started meanwhile inherit it), to standard
+    error: a command's standard output is its one JSON summary."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _engine_options(
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+    partitions: int | None,
+    export_dir: Path | None,
+) -> DaskEngine | None:
+    """The Dask engine asked for (a ``models.dask_training.DaskEngine``), None for the local
+    one; a usage error for options that do not go with the engine."""
+    if engine == "dask" and scheduler is None:
+        raise click.UsageError(
+            "--engine dask trains on an existing Dask cluster and needs --scheduler ADDRESS "
+            "(e.g. tcp://scheduler:8786); for a cluster on this machine use "
+            "--engine dask-local --workers N"
+        )
+    if scheduler is not None and engine != "dask":
+        raise click.UsageError("--scheduler goes with --engine dask")
+    if workers is not None and engine != "dask-local":
+        raise click.UsageError(
+            "--workers goes with --engine dask-local (an existing cluster has its own workers)"
+        )
+    if engine == "local":
+        for name, value in (("--partitions", partitions), ("--export-dir", export_dir)):
+            if value is not None:
+                raise click.UsageError(f"{name} goes with --engine dask or dask-local")
+        return None
+    from models.dask_training import DaskEngine
+
+    return DaskEngine(
+        scheduler=scheduler,
+        workers=workers if workers is not None else 2,
+        partitions=partitions,
+        export_dir=export_dir,
+    )
 
 
 @click.command()
@@ -48,9 +110,51 @@ __all__ = ["compile_model", "report", "train", "train_table"]
     "--threads", type=click.IntRange(min=1), default=2, show_default=True, help="LightGBM threads."
 )
 @click.option(
+    "--max-trees",
+    type=click.IntRange(min=1),
+    default=1_000,
+    show_default=True,
+    help="At most this many boosting rounds; the holdout chooses how many are kept.",
+)
+@click.option(
     "--no-current",
     is_flag=True,
     help="Store the model without making it the current one.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Where the booster is fitted: this process (local), an existing Dask cluster "
+    "(dask, with --scheduler), or a Dask LocalCluster on this machine (dask-local, with "
+    "--workers). See docs/distributed-training.md.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="The Dask scheduler of an existing cluster (--engine dask), e.g. tcp://host:8786.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes of the LocalCluster (--engine dask-local; default 2), one thread each.",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parquet partitions of the training rows, by subject (Dask engines; default two "
+    "per worker).",
+)
+@click.option(
+    "--export-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the Parquet partitions are written and kept (Dask engines; it must be "
+    "readable by every worker). Default: a temporary directory, removed afterwards.",
 )
 def train(
     data_dir: Path | None,
@@ -61,7 +165,13 @@ def train(
     seed: int | None,
     horizon_months: int,
     threads: int,
+    max_trees: int,
     no_current: bool,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+    partitions: int | None,
+    export_dir: Path | None,
 ) -> None:
     """Train, calibrate, evaluate and register a risk model; print a JSON summary."""
     import time
@@ -72,31 +182,43 @@ def train(
     from models.training import train as train_model
     from records.runtime import open_store
 
+    dask_engine = _engine_options(engine, scheduler, workers, partitions, export_dir)
+    fitter = None
+    if dask_engine is not None:
+        from models.dask_training import DaskFitter
+
+        fitter = DaskFitter(dask_engine)
     settings = settings_from(data_dir, config_file)
     try:
         dates = monthly_dates(as_of_end.date(), months + validation_months)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--as-of-end") from None
-    params = TrainingParams(num_threads=threads)
+    params = TrainingParams(num_threads=threads, num_boost_round=max_trees)
     if seed is not None:
-        params = TrainingParams(num_threads=threads, seed=seed)
+        params = TrainingParams(num_threads=threads, num_boost_round=max_trees, seed=seed)
     started = time.perf_counter()
     with open_store(settings) as store:
         incomplete = incomplete_label_dates(store, dates, horizon_months)
         last_record = records_end(store)
         try:
-            model = train_model(
-                store,
-                as_of_dates=dates[:months],
-                validation_dates=dates[months:],
-                horizon_months=horizon_months,
-                params=params,
-                home_province=settings.home_province,
-                retention_years=settings.features.retention_years,
-            )
+            with _stdout_to_stderr():
+                model = train_model(
+                    store,
+                    as_of_dates=dates[:months],
+                    validation_dates=dates[months:],
+                    horizon_months=horizon_months,
+                    params=params,
+                    home_province=settings.home_province,
+                    retention_years=settings.features.retention_years,
+                    fitter=fitter,
+                )
         except ValueError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except OSError as err:  # the Dask scheduler unreachable, among others
+            where = f" (Dask scheduler {scheduler})" if scheduler else ""
+            click.echo(f"error: training failed{where}: {err}", err=True)
+            sys.exit(3)
     registry = ModelRegistry(settings.data_dir)
     version = registry.save(model, make_current=not no_current)
     metrics = model.metrics
@@ -110,6 +232,7 @@ def train(
         "oot_defaults": metrics["oot_defaults"],
         "calibration": model.calibration.method,
         "best_iteration": model.best_iteration,
+        "engine": model.engine["engine"],
         "as_of_dates": [d.isoformat() for d in dates[:months]],
         "validation_dates": [d.isoformat() for d in dates[months:]],
         "current": not no_current,
@@ -121,6 +244,10 @@ def train(
             for day in incomplete
         ],
     }
+    if dask_engine is not None:
+        summary["workers"] = model.engine["workers"]
+        summary["partitions"] = model.engine["partitions"]
+        summary["parquet_sha256"] = model.engine["parquet"]["sha256"]
     click.echo(json.dumps(summary))
 
 
