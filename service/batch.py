@@ -34,7 +34,16 @@ size, model version, catalog hash). Running the same command again resumes it; w
 parameters it refuses until the parts directory is removed. A finished job keeps its
 checkpoint (its part files are deleted): running it again prints the summary and logs
 nothing. The store is not snapshotted: records ingested between an interruption and the
-resume would be seen by the chunks decided after it (a note for part 2 of issue 7).
+resume would be seen by the chunks decided after it.
+
+Engines (``BatchJob.engine``) differ only in where a chunk is decided: ``local`` decides
+each chunk in this process when its turn comes; ``dask`` (an existing scheduler) and
+``dask-local`` (a LocalCluster of ``workers`` processes) decide them on a Dask cluster
+(:mod:`service.batch_dask`) and hand the decisions back in chunk order. Everything else
+above is the driver's whatever the engine, and the engine is not part of the job's
+identity: a job interrupted on one engine resumes on another, with the same ids. The model
+is loaded without its compiled forest (batches are LightGBM's, whatever a chunk's size),
+so every engine gives the same decisions.
 """
 
 from __future__ import annotations
@@ -47,7 +56,8 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -65,7 +75,7 @@ from features.warning_eval import evaluate_warnings
 from features.warnings import warning_catalog_hash
 from models.data import feature_matrix
 from models.decisions import SubjectDecision, flags_from_frame, subject_decisions
-from models.model import RiskModel
+from models.model import Decision, RiskModel
 from records.runtime import make_pseudonymiser, open_store
 from records.store import RecordStore
 from service.subject_lists import read_subject_list
@@ -73,6 +83,7 @@ from settings import Settings
 
 __all__ = [
     "CRASH_ENV",
+    "ENGINES",
     "OUTPUT_SCHEMA",
     "BatchError",
     "BatchJob",
@@ -88,6 +99,7 @@ appended, no part file), ``after-part`` (part file written, no checkpoint); with
 ``:int`` suffix it sends SIGINT instead (Ctrl-C)."""
 
 CHECKPOINT = "checkpoint.json"
+ENGINES = ("local", "dask", "dask-local")
 _FORMAT = 1
 
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
@@ -134,6 +146,9 @@ class BatchJob:
     chunk_rows: int = 10_000
     client: str = "batch:cli"
     purpose: str = "credit_review"
+    engine: str = "local"  # one of ENGINES
+    scheduler: str | None = None  # engine "dask": the scheduler's address
+    workers: int | None = None  # engine "dask-local": worker processes (default: cores)
 
 
 @dataclass
@@ -143,6 +158,9 @@ class BatchResult:
 
 
 Progress = Callable[[int], object]
+Chunks = Sequence[tuple[int, pl.DataFrame]]  # (chunk number, its feature rows), in order
+Decider = Callable[[Chunks], Generator[list[Decision]]]
+"""An engine: the decisions (with reasons) of each chunk, in order, as they are wanted."""
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -235,8 +253,12 @@ def run_batch(settings: Settings, job: BatchJob, progress: Progress | None = Non
     number of subjects each finished chunk (or skipped finished chunk) holds."""
     if job.chunk_rows < 1:
         raise BatchError("chunk_rows must be positive")
+    if job.engine not in ENGINES:
+        raise BatchError(f"unknown engine {job.engine!r}; one of: {', '.join(ENGINES)}")
+    if job.engine == "dask" and not job.scheduler:
+        raise BatchError("the dask engine needs a scheduler address")
     started = time.perf_counter()
-    model = RiskModel.load(settings.data_dir)
+    model = RiskModel.load(settings.data_dir, compiled=False)
     keys, lines, rejects = _subjects(settings, job)
     with open_store(settings, read_only=True) as store:
         frame = build(
@@ -302,7 +324,17 @@ def run_batch(settings: Settings, job: BatchJob, progress: Progress | None = Non
             }
             _write_json(checkpoint_path, checkpoint)
         summary_extra = _run_chunks(
-            settings, job, model, frame, flags, people, log, parts, checkpoint, progress
+            settings,
+            job,
+            model,
+            frame,
+            flags,
+            people,
+            log,
+            parts,
+            checkpoint,
+            progress,
+            _decider(settings, job, model, parts),
         )
     finally:
         log.close()
@@ -318,6 +350,26 @@ def run_batch(settings: Settings, job: BatchJob, progress: Progress | None = Non
     )
 
 
+def _local_decisions(model: RiskModel, chunks: Chunks) -> Generator[list[Decision]]:
+    for _, chunk in chunks:
+        yield model.decide_batch(feature_matrix(chunk), explain=True)
+
+
+def _decider(settings: Settings, job: BatchJob, model: RiskModel, parts: Path) -> Decider:
+    if job.engine == "local":
+        return lambda chunks: _local_decisions(model, chunks)
+    from service.batch_dask import dask_decisions  # dask only when asked for
+
+    return lambda chunks: dask_decisions(
+        chunks,
+        data_dir=settings.data_dir,
+        model_version=model.version,
+        parts=parts,
+        scheduler=job.scheduler if job.engine == "dask" else None,
+        workers=job.workers,
+    )
+
+
 def _run_chunks(
     settings: Settings,
     job: BatchJob,
@@ -329,91 +381,113 @@ def _run_chunks(
     parts: Path,
     checkpoint: dict[str, Any],
     progress: Progress | None,
+    decide: Decider,
 ) -> dict[str, Any]:
     done = len(checkpoint["chunks"])
     total = frame.height
-    secret = bytes.fromhex(checkpoint["secret"])
-    rules_version = warning_catalog_hash()[:16]
     decided_rows = 0
     decide_seconds = 0.0
     if progress is not None:
         progress(min(total, done * job.chunk_rows))
-    for number, start in enumerate(range(0, total, job.chunk_rows)):
-        if number < done or checkpoint["complete"]:
-            continue
-        chunk = frame.slice(start, job.chunk_rows)
-        tick = time.perf_counter()
-        matrix = feature_matrix(chunk)
-        decided = subject_decisions(
-            job.as_of,
-            chunk[TYPE].to_list(),
-            chunk[KEY].to_list(),
-            matrix,
-            model.decide_batch(matrix, explain=True),
-            flags,
-            explained=True,
-        )
-        decide_seconds += time.perf_counter() - tick
-        decided_rows += len(decided)
-        ids = [
-            derived_decision_id(checkpoint["started_ms"], secret, item.subject_key)
-            for item in decided
-        ]
-        previous = checkpoint["chunks"][-1] if checkpoint["chunks"] else None
-        since = previous["log_sequence_after"] if previous else checkpoint["log_sequence_at_start"]
-        logged = {entry.body.get("decision_id") for entry in log.entries(since)}
-        now = datetime.now(UTC)
-        entries = [
-            decision_entry(
-                decision_id=decision_id,
-                decided_at=now,
-                kind="batch",
-                method="batch",
-                client=job.client,
-                purpose=job.purpose,
-                authorization_id="",
-                request_id=f"{checkpoint['job_id']}:{number}",
-                subject=item,
-                model=model,
-                warning_rules_version=rules_version,
-                reasons_given=True,
-                groups=_groups(item, people, now.date(), settings.audit.fairness_by_gender),
+    todo = [
+        (number, frame.slice(start, job.chunk_rows))
+        for number, start in enumerate(range(0, total, job.chunk_rows))
+        if number >= done and not checkpoint["complete"]
+    ]
+    with closing(decide(todo)) as decisions:
+        for number, chunk in todo:
+            tick = time.perf_counter()
+            decided = subject_decisions(
+                job.as_of,
+                chunk[TYPE].to_list(),
+                chunk[KEY].to_list(),
+                feature_matrix(chunk),
+                next(decisions),
+                flags,
+                explained=True,
             )
-            for decision_id, item in zip(ids, decided, strict=True)
-            if decision_id not in logged
-        ]
-        if os.environ.get(CRASH_ENV, "").split(":")[:2] == ["mid-log", str(number)]:
-            log.append_many(entries[: len(entries) // 2])
-            _crash_point("mid-log", number)
-        log.append_many(entries)
-        _crash_point("after-log", number)
-        name = f"chunk-{number:06d}.parquet"
-        table = pl.DataFrame(
-            [_rows(item, decision_id) for item, decision_id in zip(decided, ids, strict=True)],
-            schema=OUTPUT_SCHEMA,
+            decide_seconds += time.perf_counter() - tick
+            decided_rows += len(decided)
+            _finish_chunk(settings, job, model, people, log, parts, checkpoint, number, decided)
+            if progress is not None:
+                progress(len(decided))
+    return {
+        "engine": job.engine,
+        "decided_this_run": decided_rows,
+        "decide_seconds": round(decide_seconds, 3),
+    }
+
+
+def _finish_chunk(
+    settings: Settings,
+    job: BatchJob,
+    model: RiskModel,
+    people: dict[str, tuple[Any, ...]],
+    log: DecisionLog,
+    parts: Path,
+    checkpoint: dict[str, Any],
+    number: int,
+    decided: Sequence[SubjectDecision],
+) -> None:
+    """Log a decided chunk's entries (those not logged before a kill), write its part file,
+    record it in the checkpoint."""
+    secret = bytes.fromhex(checkpoint["secret"])
+    rules_version = warning_catalog_hash()[:16]
+    ids = [
+        derived_decision_id(checkpoint["started_ms"], secret, item.subject_key) for item in decided
+    ]
+    previous = checkpoint["chunks"][-1] if checkpoint["chunks"] else None
+    since = previous["log_sequence_after"] if previous else checkpoint["log_sequence_at_start"]
+    logged = {entry.body.get("decision_id") for entry in log.entries(since)}
+    now = datetime.now(UTC)
+    entries = [
+        decision_entry(
+            decision_id=decision_id,
+            decided_at=now,
+            kind="batch",
+            method="batch",
+            client=job.client,
+            purpose=job.purpose,
+            authorization_id="",
+            request_id=f"{checkpoint['job_id']}:{number}",
+            subject=item,
+            model=model,
+            warning_rules_version=rules_version,
+            reasons_given=True,
+            groups=_groups(item, people, now.date(), settings.audit.fairness_by_gender),
         )
-        _atomic_write(parts / name, table.write_parquet)
-        _crash_point("after-part", number)
-        grades = Counter(table["grade"].to_list())
-        warning_codes = Counter(flag.code for item in decided for flag in item.warnings)
-        checkpoint["chunks"].append(
-            {
-                "number": number,
-                "file": name,
-                "rows": table.height,
-                "first": [decided[0].subject_type, decided[0].subject_key],
-                "last": [decided[-1].subject_type, decided[-1].subject_key],
-                "logged": len(entries),
-                "already_logged": len(decided) - len(entries),
-                "log_sequence_after": log.next_sequence,
-                "grades": dict(grades),
-                "warnings": dict(warning_codes),
-            }
-        )
-        _write_json(parts / CHECKPOINT, checkpoint)
-        if progress is not None:
-            progress(table.height)
-    return {"decided_this_run": decided_rows, "decide_seconds": round(decide_seconds, 3)}
+        for decision_id, item in zip(ids, decided, strict=True)
+        if decision_id not in logged
+    ]
+    if os.environ.get(CRASH_ENV, "").split(":")[:2] == ["mid-log", str(number)]:
+        log.append_many(entries[: len(entries) // 2])
+        _crash_point("mid-log", number)
+    log.append_many(entries)
+    _crash_point("after-log", number)
+    name = f"chunk-{number:06d}.parquet"
+    table = pl.DataFrame(
+        [_rows(item, decision_id) for item, decision_id in zip(decided, ids, strict=True)],
+        schema=OUTPUT_SCHEMA,
+    )
+    _atomic_write(parts / name, table.write_parquet)
+    _crash_point("after-part", number)
+    grades = Counter(table["grade"].to_list())
+    warning_codes = Counter(flag.code for item in decided for flag in item.warnings)
+    checkpoint["chunks"].append(
+        {
+            "number": number,
+            "file": name,
+            "rows": table.height,
+            "first": [decided[0].subject_type, decided[0].subject_key],
+            "last": [decided[-1].subject_type, decided[-1].subject_key],
+            "logged": len(entries),
+            "already_logged": len(decided) - len(entries),
+            "log_sequence_after": log.next_sequence,
+            "grades": dict(grades),
+            "warnings": dict(warning_codes),
+        }
+    )
+    _write_json(parts / CHECKPOINT, checkpoint)
 
 
 def _combine(out: Path, parts: Path, checkpoint: dict[str, Any]) -> None:
@@ -446,6 +520,7 @@ def _summary(
     run_rows = extra["decided_this_run"]
     return {
         "job_id": checkpoint["job_id"],
+        "engine": extra["engine"],
         "subjects": subjects,
         "chunks": len(checkpoint["chunks"]),
         "grades": dict(sorted(grades.items())),

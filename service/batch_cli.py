@@ -28,6 +28,25 @@ __all__ = ["score_batch"]
 @click.option("--chunk-rows", default=10_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--purpose", default="credit_review", show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask", "dask-local"]),
+    default="local",
+    show_default=True,
+    help="Where chunks are decided: this process, an existing Dask cluster (--scheduler), "
+    "or a Dask LocalCluster of --workers processes. Logging and output stay here.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="--engine dask: the scheduler, e.g. tcp://scheduler:8786 (its workers must see "
+    "the data directory and --out's directory at the same paths).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="--engine dask-local: worker processes (one thread each)  [default: cores]",
+)
 def score_batch(
     data_dir: Path | None,
     config_file: Path | None,
@@ -38,6 +57,9 @@ def score_batch(
     chunk_rows: int,
     purpose: str,
     no_progress: bool,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
 ) -> None:
     """Score subjects as of a date into Parquet, logging every decision; resumable: run the
     same command again after an interruption. Prints a JSON summary."""
@@ -47,6 +69,10 @@ def score_batch(
 
     if (subjects_file is None) == (not all_subjects):
         raise click.UsageError("give exactly one of --subjects FILE and --all")
+    if (engine == "dask") != (scheduler is not None):
+        raise click.UsageError("--scheduler goes with --engine dask, and it needs one")
+    if workers is not None and engine != "dask-local":
+        raise click.UsageError("--workers goes with --engine dask-local")
     settings = settings_from(data_dir, config_file)
     try:
         user = getpass.getuser()
@@ -59,6 +85,9 @@ def score_batch(
         chunk_rows=chunk_rows,
         client=f"batch:{user}",
         purpose=purpose,
+        engine=engine,
+        scheduler=scheduler,
+        workers=workers,
     )
     with tqdm(desc="score-batch", unit="subject", disable=no_progress) as bar:
         try:

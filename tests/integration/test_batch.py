@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 from conftest import PLAN, ServiceData, make_uscc
+from distributed import Client, LocalCluster
 
 from audit.entries import subject_groups, vector_from_entry
+from audit.ids import derived_decision_id
 from audit.log import DecisionLog, verify_log
 from features.pipeline import KEY, build
 from models.data import feature_matrix
 from models.model import RiskModel
 from records.runtime import make_pseudonymiser, open_store
-from service.batch import CRASH_ENV, BatchJob, run_batch
+from service.batch import CHECKPOINT, CRASH_ENV, BatchJob, run_batch
+from service.batch_dask import FEATURES_DIR
 from settings import Settings, load_settings
 
 AS_OF = PLAN.end_date
@@ -43,12 +49,17 @@ def decision_day(entry: dict[str, object]) -> date:
     return datetime.fromisoformat(str(entry["time"])).date()
 
 
-def _cli(*args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, crash: str | None = None, mark: str | None = None
+) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("credit-risk", path=str(Path(sys.executable).parent))
     assert executable
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash:
         env[CRASH_ENV] = crash
+    if mark:  # NAME=VALUE, to find the process's children later
+        name, value = mark.split("=", 1)
+        env[name] = value
     return subprocess.run(
         [executable, *args], capture_output=True, text=True, timeout=120, env=env, check=False
     )
@@ -206,3 +217,116 @@ def test_resume_after_kill_gives_one_row_and_one_entry_per_subject(
     other = pl.read_parquet(tmp_path / "clean.parquet")
     assert other.drop("decision_id").equals(table.drop("decision_id"))
     assert np.all(other["decision_id"].to_numpy() != table["decision_id"].to_numpy())
+
+
+# -- the Dask engines ---------------------------------------------------------------------
+
+
+def _without(row: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in names}
+
+
+def _derived_ids(out: Path, keys: list[str]) -> list[str]:
+    checkpoint = json.loads(out.with_name(out.name + ".parts").joinpath(CHECKPOINT).read_text())
+    secret = bytes.fromhex(checkpoint["secret"])
+    return [derived_decision_id(checkpoint["started_ms"], secret, key) for key in keys]
+
+
+def test_dask_local_engine_gives_the_local_engines_job(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    local_out = tmp_path / "local.parquet"
+    client = f"batch:{getpass.getuser()}"  # the command's
+    local = run_batch(settings, BatchJob(as_of=AS_OF, out=local_out, chunk_rows=600, client=client))
+    local_entries = _log_entries(settings)
+    sequence = len(local_entries)
+
+    dask_out = tmp_path / "dask.parquet"
+    result = _cli(
+        "score-batch", "--as-of", AS_OF.isoformat(), "--all", "--out", str(dask_out),
+        "--chunk-rows", "600", "--engine", "dask-local", "--workers", "2", "--no-progress",
+        "--data-dir", str(settings.data_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["engine"] == "dask-local"
+    timing = ("engine", "seconds", "rows_per_second", "decide_seconds")
+    assert _without(summary, *timing) == _without(local.summary, *timing)
+
+    table, other = pl.read_parquet(dask_out), pl.read_parquet(local_out)
+    assert table.height == other.height == local.summary["subjects"]
+    assert table.drop("decision_id").equals(other.drop("decision_id"))
+    keys = table[KEY].to_list()
+    assert table["decision_id"].to_list() == _derived_ids(dask_out, keys)
+    assert other["decision_id"].to_list() == _derived_ids(local_out, keys)
+
+    # One entry per subject each, equal but for the id and the time; one valid chain.
+    entries = _log_entries(settings)[sequence:]
+    assert [e["decision_id"] for e in entries] == table["decision_id"].to_list()
+    assert [_without(e, "decision_id", "time") for e in entries] == [
+        _without(e, "decision_id", "time") for e in local_entries
+    ]
+    assert verify_log(settings.audit_log_path).ok
+    assert not (tmp_path / "dask.parquet.parts" / FEATURES_DIR).exists()
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in environ:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning")  # in dask's reader
+def test_a_job_killed_on_any_engine_resumes_on_any_engine(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:120]
+    listing = tmp_path / "subjects.txt"
+    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    out = tmp_path / "resumed.parquet"
+    command = (
+        "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
+        "--out", str(out), "--chunk-rows", "25", "--no-progress",
+        "--data-dir", str(settings.data_dir),
+    )  # fmt: skip
+    marker = f"CREDIT_RISK_TEST_MARK=dask-{os.getpid()}-{tmp_path.name}"
+    killed = _cli(
+        *command, "--engine", "dask-local", "--workers", "2", crash="mid-log:1", mark=marker
+    )
+    assert killed.returncode == -9, killed.stderr
+    killed = _cli(*command, crash="after-part:2")  # the local engine
+    assert killed.returncode == -9, killed.stderr
+    with (
+        LocalCluster(
+            n_workers=1, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        finished = _cli(*command, "--engine", "dask", "--scheduler", cluster.scheduler_address)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["subjects"] == len(keys)
+    checkpoint = json.loads((tmp_path / "resumed.parquet.parts" / CHECKPOINT).read_text())
+    found = {c["number"]: c["already_logged"] for c in checkpoint["chunks"] if c["already_logged"]}
+    assert found == {1: 12, 2: 25}
+
+    table = pl.read_parquet(out)
+    assert sorted(table[KEY].to_list()) == sorted(keys)
+    entries = _log_entries(settings)
+    assert len(entries) == len(keys)
+    assert [e["decision_id"] for e in entries] == table["decision_id"].to_list()
+    assert table["decision_id"].to_list() == _derived_ids(out, table[KEY].to_list())
+    assert verify_log(settings.audit_log_path).ok
+    # The killed driver's LocalCluster workers did not outlive it.
+    deadline = time.monotonic() + 10
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with(marker)
