@@ -19,7 +19,7 @@ from service.batch_cli import score_batch
 from service.cli_common import common_options, settings_from
 from service.features_cli import features
 from service.models_cli import compile_model, report, train, train_table
-from service.server_cli import clients, score, serve
+from service.server_cli import clients, health, score, serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +36,7 @@ main.add_command(compile_model)
 main.add_command(serve)
 main.add_command(score)
 main.add_command(clients)
+main.add_command(health)
 main.add_command(audit)
 main.add_command(score_batch)
 

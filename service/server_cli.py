@@ -15,7 +15,7 @@ import click
 from records.tables import INQUIRY_PURPOSES
 from service.cli_common import common_options, settings_from
 
-__all__ = ["clients", "score", "serve"]
+__all__ = ["clients", "health", "score", "serve"]
 
 API_KEY_ENV = "CREDIT_RISK_API_KEY"
 
@@ -245,6 +245,44 @@ def score(
             ensure_ascii=False,
         )
     )
+
+
+@click.command()
+@click.option("--target", default="127.0.0.1:50051", show_default=True)
+@click.option(
+    "--service",
+    default="",
+    help="Service name to ask about (default: the server as a whole).",
+)
+@click.option(
+    "--ca",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="CA certificate (PEM) to trust: connect with TLS.",
+)
+@click.option("--timeout", type=float, default=3.0, show_default=True)
+def health(target: str, service: str, ca: Path | None, timeout: float) -> None:
+    """Ask a server's standard gRPC health service; exit 0 only if it is SERVING (for
+    container health checks)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if ca is not None:
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()))
+    else:
+        channel = grpc.insecure_channel(target)
+    try:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        )
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    except grpc.RpcError as err:
+        status = err.code().name
+    finally:
+        channel.close()
+    click.echo(status)
+    if status != "SERVING":
+        sys.exit(1)
 
 
 @click.group()
