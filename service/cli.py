@@ -17,6 +17,7 @@ import click
 from service.audit_cli import audit
 from service.batch_cli import score_batch
 from service.cli_common import common_options, settings_from
+from service.demo_cli import demo_data
 from service.features_cli import features
 from service.models_cli import compile_model, report, train, train_table
 from service.server_cli import clients, health, score, serve
@@ -39,6 +40,7 @@ main.add_command(clients)
 main.add_command(health)
 main.add_command(audit)
 main.add_command(score_batch)
+main.add_command(demo_data)
 
 
 @main.command("store-info")
