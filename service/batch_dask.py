@@ -49,6 +49,7 @@ from service.dask_workers import dask_client
 __all__ = ["DECISION_META", "FEATURES_DIR", "dask_decisions"]
 
 FEATURES_DIR = "features"
+PARTITION_ROWS = 2_000
 
 _MODELS: dict[tuple[str, str], RiskModel] = {}
 
@@ -123,6 +124,15 @@ def _decisions(table: pd.DataFrame, keys: Sequence[str], version: str) -> list[D
     ]
 
 
+def _split(frames: Sequence[tuple[int, pl.DataFrame]], threads: int) -> list[int]:
+    """Rows per partition: each chunk in at least two pieces per worker thread (a chunk
+    alone keeps every worker busy, and the last ones finish together), at most
+    :data:`PARTITION_ROWS` rows each."""
+    largest = max(frame.height for _, frame in frames)
+    rows = max(1, min(PARTITION_ROWS, -(-largest // (2 * max(1, threads)))))
+    return [-(-frame.height // rows) for _, frame in frames]
+
+
 def dask_decisions(
     frames: Sequence[tuple[int, pl.DataFrame]],
     *,
@@ -137,34 +147,38 @@ def dask_decisions(
     client until it is closed. Nothing starts when there is nothing to decide."""
     if not frames:
         return
-    exported = parts / FEATURES_DIR
-    shutil.rmtree(exported, ignore_errors=True)
-    exported.mkdir(parents=True)
-    files = []
-    for number, frame in frames:
-        path = exported / f"chunk-{number:06d}.parquet"
-        frame.select(TYPE, KEY, *feature_names()).write_parquet(path)
-        files.append(str(path.resolve()))
-    with dask.config.set({"optimization.tune.active": False}):
-        features = dd.read_parquet(files, dtype_backend="pyarrow")
-        if features.npartitions != len(files):
-            raise RuntimeError(f"{len(files)} feature files read as {features.npartitions} parts")
-        scored = features.map_partitions(
-            _score_partition,
-            str(data_dir.resolve()),
-            model_version,
-            meta=DECISION_META,
-        )
-        pieces = scored.to_delayed()
     with ExitStack() as stack:
-        stack.callback(shutil.rmtree, exported, ignore_errors=True)
         try:
             client = stack.enter_context(dask_client(scheduler=scheduler, workers=workers))
         except OSError as err:  # distributed's connection failures and timeouts
             raise BatchError(f"cannot reach the Dask scheduler {scheduler}: {err}") from err
-        pending = deque(client.compute(pieces))  # type: ignore[no-untyped-call]
-        for _, frame in frames:
-            future = pending.popleft()
-            table = future.result()
-            future.release()
-            yield _decisions(table, frame[KEY].to_list(), model_version)
+        threads = sum(client.nthreads().values()) or workers or 1  # type: ignore[no-untyped-call]
+        exported = parts / FEATURES_DIR
+        shutil.rmtree(exported, ignore_errors=True)
+        exported.mkdir(parents=True)
+        stack.callback(shutil.rmtree, exported, ignore_errors=True)
+        counts = _split(frames, threads)
+        files = []
+        for (number, frame), count in zip(frames, counts, strict=True):
+            rows = -(-frame.height // count)
+            for piece in range(count):
+                path = exported / f"chunk-{number:06d}-{piece:04d}.parquet"
+                frame.slice(piece * rows, rows).select(TYPE, KEY, *feature_names()).write_parquet(
+                    path
+                )
+                files.append(str(path.resolve()))
+        with dask.config.set({"optimization.tune.active": False}):
+            features = dd.read_parquet(files, dtype_backend="pyarrow")
+            if features.npartitions != len(files):
+                raise RuntimeError(f"{len(files)} feature files read as {features.npartitions}")
+            scored = features.map_partitions(
+                _score_partition, str(data_dir.resolve()), model_version, meta=DECISION_META
+            )
+            pending = deque(client.compute(scored.to_delayed()))  # type: ignore[no-untyped-call]
+        for (_, frame), count in zip(frames, counts, strict=True):
+            tables = []
+            for _ in range(count):
+                future = pending.popleft()
+                tables.append(future.result())
+                future.release()
+            yield _decisions(pd.concat(tables), frame[KEY].to_list(), model_version)

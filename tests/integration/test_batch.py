@@ -14,6 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import polars as pl
 import pytest
@@ -27,7 +28,8 @@ from features.pipeline import KEY, build
 from models.data import feature_matrix
 from models.model import RiskModel
 from records.runtime import make_pseudonymiser, open_store
-from service.batch import CHECKPOINT, CRASH_ENV, BatchJob, run_batch
+from service.batch import CHECKPOINT, CRASH_ENV, ENGINES, BatchJob, run_batch
+from service.batch_cli import score_batch
 from service.batch_dask import FEATURES_DIR
 from settings import Settings, load_settings
 
@@ -251,6 +253,9 @@ def test_dask_local_engine_gives_the_local_engines_job(
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["engine"] == "dask-local"
+    engine = next(p for p in score_batch.params if p.name == "engine")
+    assert isinstance(engine.type, click.Choice)
+    assert tuple(engine.type.choices) == ENGINES
     timing = ("engine", "seconds", "rows_per_second", "decide_seconds")
     assert _without(summary, *timing) == _without(local.summary, *timing)
 
