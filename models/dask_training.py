@@ -53,6 +53,7 @@ __all__ = [
     "DASK_LOCAL_ENGINE",
     "DaskEngine",
     "DaskFitter",
+    "HoldoutStopper",
     "PartitionFile",
     "distributed_lightgbm_params",
     "export_partitions",
@@ -64,6 +65,7 @@ DASK_ENGINE = "dask"
 DASK_LOCAL_ENGINE = "dask-local"
 PARTITION_RULE = "crc32(subject_type + TAB + subject_key) mod partitions"
 LABEL = "label"
+HOLDOUT_FILE = "holdout.parquet"
 _LEAF_BLOCK = 100  # trees per pred_leaf call while choosing the best iteration
 
 
@@ -136,15 +138,7 @@ def export_partitions(rows: LabelledRows, directory: Path, partitions: int) -> l
             dtype=pl.Int64,
         )
     )
-    names = list(feature_names())
-    exported = pl.concat(
-        [
-            frame.select(TYPE, KEY, "as_of"),
-            pl.DataFrame(rows.matrix, schema=names, orient="row"),
-            pl.DataFrame({LABEL: rows.label}),
-        ],
-        how="horizontal",
-    ).join(subjects, on=[TYPE, KEY], how="left", maintain_order="left")
+    exported = _exported(rows).join(subjects, on=[TYPE, KEY], how="left", maintain_order="left")
     directory.mkdir(parents=True, exist_ok=True)
     files: list[PartitionFile] = []
     for index in range(partitions):
@@ -154,18 +148,30 @@ def export_partitions(rows: LabelledRows, directory: Path, partitions: int) -> l
                 f"partition {index} of {partitions} has no rows ({subjects.height} subjects): "
                 "use fewer partitions"
             )
-        name = f"part.{index:05d}.parquet"
-        path = directory / name
-        part.write_parquet(path, compression="zstd", statistics=True)
-        files.append(
-            PartitionFile(
-                name=name,
-                rows=part.height,
-                subjects=part.select(TYPE, KEY).n_unique(),
-                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-            )
-        )
+        files.append(_write(part, directory / f"part.{index:05d}.parquet"))
     return files
+
+
+def _exported(rows: LabelledRows) -> pl.DataFrame:
+    """The columns written: subject type and key, as-of date, features as float64, label."""
+    return pl.concat(
+        [
+            rows.frame.select(TYPE, KEY, "as_of"),
+            pl.DataFrame(rows.matrix, schema=list(feature_names()), orient="row"),
+            pl.DataFrame({LABEL: rows.label}),
+        ],
+        how="horizontal",
+    )
+
+
+def _write(frame: pl.DataFrame, path: Path) -> PartitionFile:
+    frame.write_parquet(path, compression="zstd", statistics=True)
+    return PartitionFile(
+        name=path.name,
+        rows=frame.height,
+        subjects=frame.select(TYPE, KEY).n_unique(),
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+    )
 
 
 def _parquet_digest(files: list[PartitionFile]) -> str:
@@ -191,16 +197,80 @@ def _leaf_values(booster: Any) -> list[npt.NDArray[np.float64]]:
     return values
 
 
+class _HoldoutTrace:
+    """LightGBM's early-stopping rule on a holdout's binary log loss, fed one tree at a
+    time: the best iteration is the one of the lowest loss; stop once ``stopping_rounds``
+    iterations in a row bring no improvement."""
+
+    def __init__(self, label: npt.NDArray[Any], stopping_rounds: int) -> None:
+        self.sign = np.where(np.asarray(label) > 0, -1.0, 1.0)
+        self.raw = np.zeros(self.sign.size, dtype=np.float64)
+        self.stopping_rounds = stopping_rounds
+        self.best_loss = np.inf
+        self.best = 0  # 0-based iteration
+
+    def add(self, iteration: int, tree_raw: npt.NDArray[np.float64]) -> bool:
+        """Add tree ``iteration``'s raw outputs; True when training should stop."""
+        self.raw += tree_raw
+        loss = float(np.mean(np.logaddexp(0.0, self.sign * self.raw)))
+        if loss < self.best_loss:
+            self.best_loss, self.best = loss, iteration
+            return False
+        return iteration - self.best >= self.stopping_rounds
+
+
+class HoldoutStopper:
+    """A LightGBM callback run inside every Dask worker: each reads the *whole* holdout
+    (``holdout.parquet`` in the export directory), adds the new tree's raw outputs and
+    applies the early-stopping rule. Every worker holds the same model and the same
+    holdout, so all reach the same verdict on the same iteration and stop together (in
+    data-parallel training a worker that stopped alone would leave the others waiting).
+    It only saves the trees past the stopping point; the kept number of trees is chosen
+    again on the driver (:func:`holdout_best_iteration`)."""
+
+    order = 30
+    before_iteration = False
+
+    def __init__(self, holdout_path: str, stopping_rounds: int) -> None:
+        self.holdout_path = holdout_path
+        self.stopping_rounds = stopping_rounds
+        self._matrix: npt.NDArray[np.float64] | None = None
+        self._trace: _HoldoutTrace | None = None
+
+    def __call__(self, env: Any) -> None:
+        if self._matrix is None or self._trace is None or env.iteration == env.begin_iteration:
+            frame = pl.read_parquet(self.holdout_path)
+            self._matrix = np.ascontiguousarray(
+                frame.select(feature_names()).to_numpy(), dtype=np.float64
+            )
+            self._trace = _HoldoutTrace(frame[LABEL].to_numpy(), self.stopping_rounds)
+        tree_raw = env.model.predict(
+            self._matrix,
+            raw_score=True,
+            start_iteration=env.iteration,
+            num_iteration=1,
+            num_threads=1,
+        )
+        if self._trace.add(env.iteration, np.asarray(tree_raw, dtype=np.float64)):
+            best = self._trace.best
+            raise lgb.callback.EarlyStopException(
+                best, [("holdout", "binary_logloss", self._trace.best_loss, False)]
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"holdout_path": self.holdout_path, "stopping_rounds": self.stopping_rounds}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["holdout_path"], state["stopping_rounds"])  # type: ignore[misc]
+
+
 def holdout_best_iteration(booster: Any, holdout: LabelledRows, stopping_rounds: int) -> int:
-    """The number of trees early stopping on ``holdout`` would have kept: the iteration of
-    the lowest binary log loss, scanning until ``stopping_rounds`` iterations in a row bring
-    no improvement (LightGBM's rule). Scores are accumulated tree by tree from the leaves
-    each holdout row falls in."""
+    """The number of trees early stopping on ``holdout`` would have kept (LightGBM's rule:
+    the iteration of the lowest binary log loss, scanning until ``stopping_rounds``
+    iterations in a row bring no improvement). Scores are accumulated tree by tree from the
+    leaves each holdout row falls in."""
     values = _leaf_values(booster)
-    label = holdout.label.astype(np.float64)
-    sign = np.where(label > 0, -1.0, 1.0)
-    raw = np.zeros(holdout.rows, dtype=np.float64)
-    best_loss, best = np.inf, 0
+    trace = _HoldoutTrace(holdout.label, stopping_rounds)
     for start in range(0, len(values), _LEAF_BLOCK):
         count = min(_LEAF_BLOCK, len(values) - start)
         leaves = np.asarray(
@@ -214,14 +284,9 @@ def holdout_best_iteration(booster: Any, holdout: LabelledRows, stopping_rounds:
             dtype=np.intp,
         ).reshape(holdout.rows, count)
         for offset in range(count):
-            iteration = start + offset
-            raw += values[iteration][leaves[:, offset]]
-            loss = float(np.mean(np.logaddexp(0.0, sign * raw)))
-            if loss < best_loss:
-                best_loss, best = loss, iteration
-            elif iteration - best >= stopping_rounds:
-                return best + 1
-    return best + 1
+            if trace.add(start + offset, values[start + offset][leaves[:, offset]]):
+                return trace.best + 1
+    return trace.best + 1
 
 
 @contextmanager
@@ -291,6 +356,8 @@ class DaskFitter:
                 raise RuntimeError(f"the Dask cluster at {engine.scheduler} has no workers")
             partitions = engine.partitions or 2 * len(nthreads)
             files = export_partitions(fit, directory, partitions)
+            holdout_file = _write(_exported(holdout), directory / HOLDOUT_FILE)
+            stopper = HoldoutStopper(str(directory / HOLDOUT_FILE), params.early_stopping_rounds)
             paths = [str(directory / f.name) for f in files]
             with dask.config.set({"optimization.tune.active": False}):
                 frame = dd.read_parquet(paths, columns=[*names, LABEL])
@@ -305,10 +372,15 @@ class DaskFitter:
                     # n_jobs: the thread count is each worker's nthreads, as intended.
                     warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
                     model.fit(
-                        frame[names], frame[LABEL], categorical_feature=categorical_features()
+                        frame[names],
+                        frame[LABEL],
+                        categorical_feature=categorical_features(),
+                        callbacks=[stopper],
                     )
             booster = model.booster_
-            trained_trees = int(booster.current_iteration())
+            # The workers' verdict cut the returned model; the driver applies the same rule
+            # again on the holdout it holds (the number of trees kept is the driver's).
+            workers_best = int(booster.current_iteration())
             best = holdout_best_iteration(booster, holdout, params.early_stopping_rounds)
             model_text: str = booster.model_to_string(num_iteration=best)
             record: dict[str, Any] = {
@@ -323,13 +395,15 @@ class DaskFitter:
                 "parquet": {
                     "sha256": _parquet_digest(files),
                     "files": [f.to_dict() for f in files],
+                    "holdout": holdout_file.to_dict(),
                     "kept_in": str(engine.export_dir) if engine.export_dir else None,
                 },
-                "trees_fitted": trained_trees,
                 "best_iteration_rule": (
                     "lowest holdout binary log loss, scanning until "
-                    f"{params.early_stopping_rounds} iterations bring no improvement"
+                    f"{params.early_stopping_rounds} iterations bring no improvement; "
+                    "applied in every worker to stop, and again on the driver to cut"
                 ),
+                "workers_best_iteration": workers_best,
                 "reproducible": False,
                 "libraries": {
                     "dask": version("dask"),

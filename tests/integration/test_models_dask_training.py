@@ -24,6 +24,7 @@ from features.catalog import feature_names
 from features.pipeline import KEY, TYPE
 from features.training import training_frame
 from models.dask_training import (
+    HoldoutStopper,
     distributed_lightgbm_params,
     export_partitions,
     holdout_best_iteration,
@@ -112,13 +113,13 @@ def test_auc_is_close_to_the_local_engine_on_the_same_data(
     local = _manifest(data_dir, local_run["version"])["metrics"]
     distributed = _manifest(data_dir, dask_run["version"])["metrics"]
     assert local["holdout_rows"] == distributed["holdout_rows"]  # the same holdout
-    # Dask runs differ slightly; on this province (4,000 subjects; a holdout of 6,800 rows
-    # with 106 defaults) four runs gave holdout AUCs within 0.021 and OOT AUCs within 0.011
-    # of the local engine's.
+    # Dask runs differ slightly, and the holdout's early stopping (at 20-40 trees here)
+    # amplifies it: on this province (4,000 subjects; a holdout of 6,800 rows with 106
+    # defaults) twelve runs gave holdout and OOT AUCs within 0.021 of the local engine's.
     figures = {"local": local, "dask": distributed}
-    assert distributed["holdout_auc"] > 0.65, figures
+    assert distributed["holdout_auc"] > 0.65 and distributed["oot_auc"] > 0.7, figures
     assert abs(distributed["holdout_auc"] - local["holdout_auc"]) < 0.05, figures
-    assert abs(distributed["oot_auc"] - local["oot_auc"]) < 0.03, figures
+    assert abs(distributed["oot_auc"] - local["oot_auc"]) < 0.05, figures
     assert distributed["oot_ece"] < 0.02, figures
 
 
@@ -132,7 +133,9 @@ def test_the_manifest_records_engine_partitioning_and_data(
     assert engine["engine"] == "dask-local" and engine["scheduler"] is None
     assert (engine["workers"], engine["threads_per_worker"], engine["partitions"]) == (2, [1], 4)
     assert engine["partition_key"] == [TYPE, KEY] and engine["reproducible"] is False
-    assert engine["trees_fitted"] == 200
+    # The workers stopped on the holdout where the driver's rule cuts the model.
+    assert engine["workers_best_iteration"] == manifest["best_iteration"] < 200
+    assert engine["parquet"]["holdout"]["rows"] == manifest["data"]["rows"]["holdout"]
     assert set(engine["libraries"]) == {"dask", "distributed", "lightgbm"}
     # The same canonical data fingerprint as the local engine's (extended, not duplicated).
     assert manifest["data"]["fingerprints"] == local["data"]["fingerprints"]
@@ -140,7 +143,7 @@ def test_the_manifest_records_engine_partitioning_and_data(
     files = engine["parquet"]["files"]
     assert [f["name"] for f in files] == [f"part.{i:05d}.parquet" for i in range(4)]
     assert sum(f["rows"] for f in files) == manifest["data"]["rows"]["fit"]
-    for entry in files:
+    for entry in [*files, engine["parquet"]["holdout"]]:
         path = export_dir / entry["name"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     lines = "".join(f"{f['name']}\t{f['rows']}\t{f['sha256']}\n" for f in files)
@@ -214,7 +217,7 @@ def split(store: RecordStore) -> tuple[LabelledRows, LabelledRows]:
 
 @pytest.mark.parametrize("stopping_rounds", [10, 25])
 def test_the_holdout_rule_picks_what_early_stopping_picks(
-    split: tuple[LabelledRows, LabelledRows], stopping_rounds: int
+    split: tuple[LabelledRows, LabelledRows], stopping_rounds: int, tmp_path: Path
 ) -> None:
     fit, holdout = split
     params = TrainingParams(
@@ -237,6 +240,13 @@ def test_the_holdout_rule_picks_what_early_stopping_picks(
     assert stopped.best_iteration < params.num_boost_round
     assert holdout_best_iteration(full, holdout, stopping_rounds) == stopped.best_iteration
     assert full.model_to_string(num_iteration=stopped.best_iteration) == stopped.model_text
+    # The workers' callback (reading the holdout from Parquet) stops on the same iteration.
+    (holdout_file,) = export_partitions(holdout, tmp_path, 1)
+    stopper = HoldoutStopper(str(tmp_path / holdout_file.name), stopping_rounds)
+    with_stopper = lgb.train(
+        lgb_params, dataset, num_boost_round=params.num_boost_round, callbacks=[stopper]
+    )
+    assert with_stopper.best_iteration == stopped.best_iteration
 
 
 def test_distributed_parameters_are_the_local_ones() -> None:
