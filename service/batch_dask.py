@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.dataframe as dd
@@ -174,7 +175,17 @@ def dask_decisions(
             scored = features.map_partitions(
                 _score_partition, str(data_dir.resolve()), model_version, meta=DECISION_META
             )
-            pending = deque(client.compute(scored.to_delayed()))  # type: ignore[no-untyped-call]
+            pieces = scored.to_delayed()
+        # Earlier chunks first, so that the driver logs and writes each chunk while the
+        # workers decide the next ones (without priorities the first result came last).
+        pending: deque[Any] = deque()
+        for index, count in enumerate(counts):
+            start = sum(counts[:index])
+            pending.extend(
+                client.compute(  # type: ignore[no-untyped-call]
+                    pieces[start : start + count], priority=len(counts) - index
+                )
+            )
         for (_, frame), count in zip(frames, counts, strict=True):
             tables = []
             for _ in range(count):
