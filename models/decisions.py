@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -39,6 +39,8 @@ __all__ = [
     "RelatedPartyRef",
     "SubjectDecision",
     "WarningFlag",
+    "flag_from_record",
+    "flag_record",
     "flags_from_frame",
     "subject_decisions",
 ]
@@ -86,6 +88,35 @@ class WarningFlag:
     since: date
     evidence: tuple[Evidence, ...]
     via: RelatedPartyRef | None
+
+
+def flag_record(flag: WarningFlag) -> dict[str, Any]:
+    """``flag`` as JSON-ready values, every field kept (:func:`flag_from_record` inverts)."""
+    return {
+        "code": flag.code,
+        "severity": flag.severity.value,
+        "description": flag.description,
+        "since": flag.since.isoformat(),
+        "evidence": [
+            {**asdict(item), "date": item.date.isoformat() if item.date else None}
+            for item in flag.evidence
+        ],
+        "via": None if flag.via is None else asdict(flag.via),
+    }
+
+
+def flag_from_record(record: dict[str, Any]) -> WarningFlag:
+    return WarningFlag(
+        code=record["code"],
+        severity=Severity(record["severity"]),
+        description=record["description"],
+        since=date.fromisoformat(record["since"]),
+        evidence=tuple(
+            Evidence(**{**item, "date": date.fromisoformat(item["date"]) if item["date"] else None})
+            for item in record["evidence"]
+        ),
+        via=None if record["via"] is None else RelatedPartyRef(**record["via"]),
+    )
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from records.store import RecordStore, quote_identifier
 from records.tables import FieldKind, TableSpec, table_spec
 from records.validation import REASONS, ROW_COLUMN, validate_frame
 
-__all__ = ["IngestError", "IngestSummary", "Ingestor"]
+__all__ = ["IngestError", "IngestSummary", "Ingestor", "Rejection"]
 
 _STAGE = "_ingest_stage"
 _MASKED_KINDS = (FieldKind.RESIDENT_ID, FieldKind.SUBJECT_ID)
@@ -45,9 +45,24 @@ class IngestError(RuntimeError):
     """A whole file could not be ingested; the store is unchanged."""
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """Why one row was rejected (the quarantine holds the same, with the masked row)."""
+
+    row: int  # 0-based position in the frame or file's parsed rows; -1 = malformed line
+    field: str | None  # the column at fault; None when the row as a whole is
+    reason: str  # a stable code of records.validation.REASONS
+    message: str  # for a human; resident ids masked
+
+
 @dataclass
 class IngestSummary:
-    """What one ingestion did. ``read == accepted + duplicate + rejected`` always."""
+    """What one ingestion did. ``read == accepted + duplicate + rejected`` always.
+
+    ``rejections`` and ``touched_subjects`` are for callers answering per row (the
+    SubmitRecords RPC) and are not part of the JSON summary: ``touched_subjects`` are the
+    keys (USCC or person pseudonym) of the subjects whose records were added, filled only
+    when the ingestion was asked to track them."""
 
     table: str
     files: list[str] = field(default_factory=list)
@@ -58,6 +73,8 @@ class IngestSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     ingestion_ids: list[int] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list, repr=False)
+    touched_subjects: list[str] = field(default_factory=list, repr=False)
 
     @property
     def reconciles(self) -> bool:
@@ -72,9 +89,13 @@ class IngestSummary:
         self.reasons = dict(Counter(self.reasons) + Counter(other.reasons))
         self.seconds += other.seconds
         self.ingestion_ids += other.ingestion_ids
+        self.rejections += other.rejections
+        self.touched_subjects = sorted({*self.touched_subjects, *other.touched_subjects})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["rejections"], out["touched_subjects"]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -130,8 +151,11 @@ class Ingestor:
             raise IngestError(f"{path}: {err}") from err
         return self._ingest(spec, source, label=str(path), digest=digest, size=size)
 
-    def ingest_frame(self, table: str, frame: pl.DataFrame, *, label: str) -> IngestSummary:
-        """Ingest an in-memory frame of file columns (the generator's path)."""
+    def ingest_frame(
+        self, table: str, frame: pl.DataFrame, *, label: str, track_subjects: bool = False
+    ) -> IngestSummary:
+        """Ingest an in-memory frame of file columns (the generator's and the RPC's path);
+        with ``track_subjects``, the summary lists the subjects whose records were added."""
         spec = table_spec(table)
         missing = sorted(set(spec.field_names) - set(frame.columns))
         if missing:
@@ -142,7 +166,9 @@ class Ingestor:
             yield from frame.select(spec.field_names).iter_slices(rows)
 
         source = BatchSource(batches=batches(), total_rows=frame.height, progress_unit="rows")
-        return self._ingest(spec, source, label=label, digest=None, size=None)
+        return self._ingest(
+            spec, source, label=label, digest=None, size=None, track_subjects=track_subjects
+        )
 
     # -- the pipeline ----------------------------------------------------------------------
 
@@ -154,6 +180,7 @@ class Ingestor:
         label: str,
         digest: str | None,
         size: int | None,
+        track_subjects: bool = False,
     ) -> IngestSummary:
         started = time.perf_counter()
         started_at = _utc_now()
@@ -208,6 +235,8 @@ class Ingestor:
                     con, f"SELECT count(*) FROM {_STAGE} WHERE _status = 'duplicate'"
                 )
                 summary.accepted = _store_accepted(self.store, spec, ingestion_id)
+                if track_subjects:
+                    summary.touched_subjects = _touched_subjects(self.store, spec)
                 summary.rejected = len(rejects)
                 summary.reasons = dict(Counter(r.reason for r in rejects))
                 _quarantine(self.store, spec, ingestion_id, label, digest, rejects, source)
@@ -248,6 +277,10 @@ class Ingestor:
             raise IngestError(f"{label}: {_describe(err)}; nothing was stored") from err
         summary.seconds = time.perf_counter() - started
         summary.ingestion_ids = [ingestion_id]
+        summary.rejections = [
+            Rejection(r.row, r.field, r.reason, _message(r))
+            for r in sorted(rejects, key=lambda r: r.row)
+        ]
         assert summary.reconciles, summary
         return summary
 
@@ -444,6 +477,20 @@ def _store_accepted(store: RecordStore, spec: TableSpec, ingestion_id: int) -> i
         [ingestion_id],
     )
     return _count(store.connection, f"SELECT count(*) FROM {_STAGE} WHERE _status = 'new'")
+
+
+def _touched_subjects(store: RecordStore, spec: TableSpec) -> list[str]:
+    """Keys of the subjects whose records this ingestion adds (rows staged as new)."""
+    new = f"SELECT * FROM {_STAGE} WHERE _status = 'new'"
+    if spec.name == "repayment":  # a repayment is about its account's holder
+        sql = (
+            f"SELECT DISTINCT a.subject_key FROM ({new}) s JOIN credit_account a "
+            "ON a.source = s.source AND a.account_id = s.account_id"
+        )
+    else:
+        columns = [c for c in ("uscc", "person_key", "subject_key") if c in spec.stored_columns]
+        sql = " UNION ".join(f"SELECT {c} FROM ({new})" for c in columns)
+    return sorted(str(row[0]) for row in store.query(sql) if row[0] is not None)
 
 
 def _quarantine(

@@ -26,6 +26,9 @@ __all__ = [
     "encode_warnings_response",
     "evidence_message",
     "related_party_message",
+    "subject_query",
+    "timestamp_message",
+    "warning_message",
 ]
 
 # The contract's enum values for the domain's names: one table each, for every encoder.
@@ -58,7 +61,7 @@ ROLE_VALUES: dict[str, Any] = {
 }
 
 
-def _subject(message: common_pb2.Subject) -> SubjectQuery:
+def subject_query(message: common_pb2.Subject) -> SubjectQuery:
     which = message.WhichOneof("id")
     if which == "uscc":
         return SubjectQuery(uscc=message.uscc)
@@ -80,7 +83,7 @@ def _purpose(value: int) -> str | None:
 
 def decode_score_request(request: credit_risk_pb2.ScoreRequest) -> ScoreQuery:
     return ScoreQuery(
-        subject=_subject(request.subject),
+        subject=subject_query(request.subject),
         purpose=_purpose(request.purpose),
         authorization_id=request.authorization_id,
         request_id=request.request_id,
@@ -100,7 +103,7 @@ def decode_warnings_request(request: credit_risk_pb2.WarningsRequest) -> ScoreQu
                 f"min_severity {request.min_severity} is not a known Severity value",
             ) from None
     return ScoreQuery(
-        subject=_subject(request.subject),
+        subject=subject_query(request.subject),
         purpose=_purpose(request.purpose),
         authorization_id=request.authorization_id,
         request_id=request.request_id,
@@ -108,7 +111,7 @@ def decode_warnings_request(request: credit_risk_pb2.WarningsRequest) -> ScoreQu
     )
 
 
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+def timestamp_message(moment: datetime) -> timestamp_pb2.Timestamp:
     # An aware datetime; built directly (FromDatetime costs a few microseconds more).
     return timestamp_pb2.Timestamp(seconds=int(moment.timestamp()), nanos=moment.microsecond * 1000)
 
@@ -165,7 +168,7 @@ def related_party_message(via: RelatedPartyRef, share: float | None) -> common_p
     return party
 
 
-def _warning(flag: WarningFlag) -> common_pb2.Warning:
+def warning_message(flag: WarningFlag) -> common_pb2.Warning:
     message = common_pb2.Warning(
         code=flag.code,
         severity=SEVERITY_VALUES[flag.severity],
@@ -186,7 +189,7 @@ def _decision_part(subject: SubjectDecision, rules: str, explain: bool) -> bytes
         score=decision.score,
         probability_of_default=decision.probability_of_default,
         grade=GRADE_VALUES[decision.grade],
-        warnings=[_warning(flag) for flag in subject.warnings],
+        warnings=[warning_message(flag) for flag in subject.warnings],
         model_version=decision.model_version,
         features_as_of=subject.features_as_of.isoformat(),
         thin_file=decision.thin_file,
@@ -217,7 +220,7 @@ class ScoreResponseEncoder:
             self._parts[(subject.subject_key, explain)] = (subject, part)
         own = credit_risk_pb2.ScoreResponse(
             decision_id=answer.decision_id,
-            decided_at=_timestamp(answer.decided_at),
+            decided_at=timestamp_message(answer.decided_at),
             replayed_idempotent=answer.replayed,
             request_id=answer.request_id,
             stream_index=stream_index,
@@ -229,7 +232,7 @@ def encode_warnings_response(
     answer: ScoredDecision, min_severity: Severity | None
 ) -> credit_risk_pb2.WarningsResponse:
     return credit_risk_pb2.WarningsResponse(
-        warnings=[_warning(flag) for flag in answer.warnings(min_severity)],
+        warnings=[warning_message(flag) for flag in answer.warnings(min_severity)],
         features_as_of=answer.subject.features_as_of.isoformat(),
         warning_rules_version=answer.warning_rules_version,
         request_id=answer.request_id,

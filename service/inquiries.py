@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import polars as pl
 
-from records.ingest import Ingestor
 from records.tables import table_spec
+from service.intake import RecordIntake
 
 __all__ = ["InquiryRecorder"]
 
@@ -26,14 +25,8 @@ _TABLE = "credit_inquiry"
 
 
 class InquiryRecorder:
-    def __init__(
-        self,
-        make_ingestor: Callable[[], Ingestor],
-        *,
-        flush_seconds: float = 1.0,
-    ) -> None:
-        self._make_ingestor = make_ingestor
-        self._ingestor: Ingestor | None = None
+    def __init__(self, intake: RecordIntake, *, flush_seconds: float = 1.0) -> None:
+        self._intake = intake
         self._flush_seconds = flush_seconds
         self._queue: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -81,10 +74,8 @@ class InquiryRecorder:
             [{**row, "reported_at": reported_at} for row in rows],
             schema={name: pl.String for name in spec.field_names},
         )
-        if self._ingestor is None:
-            self._ingestor = self._make_ingestor()
         try:
-            summary = self._ingestor.ingest_frame(_TABLE, frame, label="service inquiries")
+            summary = self._intake.ingest(_TABLE, frame, label="service inquiries")
         except Exception:  # a failed write must not stop the service; it is logged
             self.failed += len(rows)
             _log.exception("could not record %d credit inquiries", len(rows))

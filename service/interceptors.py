@@ -87,6 +87,8 @@ METHOD_POLICIES: dict[str, MethodPolicy] = {
     "/creditrisk.v1.CreditRisk/ScoreStream": MethodPolicy(_SCORERS, False),
     "/creditrisk.v1.CreditRisk/GetWarnings": MethodPolicy(_SCORERS, True),
     "/creditrisk.v1.CreditRisk/WatchAlerts": MethodPolicy(frozenset({Role.LENDER}), True),
+    "/creditrisk.v1.CreditRisk/Watch": MethodPolicy(frozenset({Role.LENDER}), True),
+    "/creditrisk.v1.CreditRisk/Unwatch": MethodPolicy(frozenset({Role.LENDER}), True),
     "/creditrisk.v1.CreditRisk/GetModelInfo": MethodPolicy(_EVERYONE, True),
     "/creditrisk.v1.Records/SubmitRecords": MethodPolicy(frozenset({Role.REPORTER}), False),
 }

@@ -32,6 +32,7 @@ __all__ = [
     "ScoredDecision",
     "Scorer",
     "SubjectQuery",
+    "check_reference",
 ]
 
 MAX_REFERENCE_LENGTH = 128  # request_id and authorization_id
@@ -100,7 +101,7 @@ class ScoredDecision:
         return tuple(f for f in self.subject.warnings if SEVERITY_ORDER[f.severity] >= floor)
 
 
-def _check_reference(value: str, field: str) -> None:
+def check_reference(value: str, field: str) -> None:
     if len(value) > MAX_REFERENCE_LENGTH:
         raise InvalidRequest(
             field, "too_long", f"{field} is longer than {MAX_REFERENCE_LENGTH} characters"
@@ -156,8 +157,8 @@ class Scorer:
     def _check(self, query: ScoreQuery, subject_type: str) -> str:
         if query.purpose is None:
             raise InvalidRequest("purpose", "required", "purpose is required")
-        _check_reference(query.request_id, "request_id")
-        _check_reference(query.authorization_id, "authorization_id")
+        check_reference(query.request_id, "request_id")
+        check_reference(query.authorization_id, "authorization_id")
         if subject_type == "person" and not query.authorization_id:
             raise ConsentRequired(
                 "authorization_id",

@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from audit.log import DecisionLog
-from creditrisk.v1 import audit_pb2, audit_pb2_grpc, credit_risk_pb2
+from creditrisk.v1 import audit_pb2, audit_pb2_grpc, credit_risk_pb2, records_pb2, records_pb2_grpc
 from features.store import FeatureStore
 from features.warning_eval import evaluate_warnings
 from models.decisions import DecisionBook
@@ -37,19 +37,25 @@ from models.model import RiskModel
 from models.registry import ModelRegistry
 from records.runtime import make_ingestor, make_pseudonymiser, open_store
 from records.store import RecordStore
+from service.alerts import AlertLog
 from service.audit_servicer import AuditServicer
 from service.clients import ClientRegistry
 from service.idempotency import IdempotencyCache
 from service.inquiries import InquiryRecorder
+from service.intake import RecordIntake
 from service.interceptors import (
     AuthInterceptor,
     CallMetrics,
     ErrorInterceptor,
     ObservabilityInterceptor,
 )
+from service.monitoring import Monitoring
 from service.quotas import QuotaBook
+from service.records_servicer import RecordsServicer
+from service.refresh import Refresher
 from service.scoring import ScoredDecision, Scorer
 from service.servicers import CreditRiskServicer, register
+from service.watchlists import Watchlists
 from settings import Settings
 
 __all__ = ["CreditRiskServer", "ServiceRuntime", "load_runtime"]
@@ -70,8 +76,12 @@ class ServiceRuntime:
     inquiries: InquiryRecorder | None
     decision_log: DecisionLog
     load_seconds: float
+    intake: RecordIntake
+    refresher: Refresher
+    monitoring: Monitoring
 
     def close(self) -> None:
+        self.refresher.close()  # finishes the queued refreshes (their alerts are logged)
         if self.inquiries is not None:
             self.inquiries.close()
         self.decision_log.close()
@@ -113,12 +123,13 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
             segment_bytes=settings.audit.segment_bytes,
             fsync=settings.audit.fsync,
         )
+        intake = RecordIntake(
+            lambda: make_ingestor(settings, store.cursor()),
+            max_batch_rows=settings.monitoring.max_batch_rows,
+        )
         inquiries = None
         if record_inquiries:
-            inquiries = InquiryRecorder(
-                lambda: make_ingestor(settings, store.cursor()),
-                flush_seconds=settings.server.inquiry_flush_seconds,
-            )
+            inquiries = InquiryRecorder(intake, flush_seconds=settings.server.inquiry_flush_seconds)
         scorer = Scorer(
             book,
             make_pseudonymiser(settings),
@@ -129,6 +140,26 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
             ),
             non_inquiry_purposes=settings.server.non_inquiry_purposes,
             decision_log=decision_log,
+            log_gender=settings.audit.fairness_by_gender,
+        )
+        watchlists = Watchlists(store)
+        alerts = AlertLog(store)
+        refresher = Refresher(
+            features,
+            book,
+            watchlists,
+            alerts,
+            decision_log,
+            retention_years=settings.features.retention_years,
+            score_move_points=settings.monitoring.score_move_points,
+        )
+        monitoring = Monitoring(
+            scorer,
+            watchlists,
+            alerts,
+            max_subjects=settings.monitoring.max_watch_subjects,
+            max_streams=settings.monitoring.max_watch_streams,
+            page=settings.monitoring.alert_batch,
             log_gender=settings.audit.fairness_by_gender,
         )
     except BaseException:
@@ -142,7 +173,19 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
         as_of,
         elapsed,
     )
-    return ServiceRuntime(store, features, model, book, scorer, inquiries, decision_log, elapsed)
+    return ServiceRuntime(
+        store,
+        features,
+        model,
+        book,
+        scorer,
+        inquiries,
+        decision_log,
+        elapsed,
+        intake,
+        refresher,
+        monitoring,
+    )
 
 
 def _read(path: Path | None, what: str) -> bytes:
@@ -191,8 +234,10 @@ class CreditRiskServer:
             ("grpc.max_send_message_length", server_settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
+        # Each open WatchAlerts stream holds a thread: they get their own share of the pool.
+        threads = server_settings.workers + settings.monitoring.max_watch_streams
         self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=server_settings.workers, thread_name_prefix="grpc-call"),
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-call"),
             interceptors=[
                 ObservabilityInterceptor(self.metrics),
                 ErrorInterceptor(),
@@ -202,6 +247,12 @@ class CreditRiskServer:
             maximum_concurrent_rpcs=None,
         )
         register(self.servicer, self._server)
+        self.records = RecordsServicer(
+            self.quotas, max_stream_items=server_settings.max_stream_items
+        )
+        records_pb2_grpc.add_RecordsServicer_to_server(  # type: ignore[no-untyped-call]
+            self.records, self._server
+        )
         self.audit = AuditServicer(
             settings.data_dir,
             home_province=settings.home_province,
@@ -217,6 +268,7 @@ class CreditRiskServer:
             (
                 credit_risk_pb2.DESCRIPTOR.services_by_name["CreditRisk"].full_name,
                 audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+                records_pb2.DESCRIPTOR.services_by_name["Records"].full_name,
                 health.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
@@ -256,7 +308,8 @@ class CreditRiskServer:
         """Serve from ``runtime``, report SERVING, and compute the reasons of every
         decision behind (a subject asked about before its turn is explained on the spot)."""
         self.runtime = runtime
-        self.servicer.attach(runtime.scorer)
+        self.servicer.attach(runtime.scorer, runtime.monitoring)
+        self.records.attach(runtime.intake, runtime.refresher.submit)
         self.audit.attach(runtime.decision_log, runtime.store, runtime.scorer.pseudonymiser)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._explainer = threading.Thread(
@@ -278,6 +331,7 @@ class CreditRiskServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.servicer.stopping.set()  # open alert streams end; clients resume by alert id
         self.health.enter_graceful_shutdown()
         wait = self.settings.server.grace_seconds if grace is None else grace
         self._server.stop(wait).wait()

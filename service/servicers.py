@@ -24,6 +24,8 @@ from service.codec import (
     encode_warnings_response,
 )
 from service.interceptors import CallMetrics, current_call
+from service.monitoring import Monitoring
+from service.monitoring_codec import decode_alert_kinds, decode_watchlist, encode_alert
 from service.problems import InvalidRequest, NotFound, NotReady, ResourceLimit
 from service.quotas import QuotaBook
 from service.scoring import ScoredDecision, Scorer
@@ -87,15 +89,23 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         max_stream_items: int,
     ) -> None:
         self.scorer: Scorer | None = None
+        self.monitoring: Monitoring | None = None
+        self.stopping = threading.Event()  # set on shutdown: open alert streams end
         self.quotas = quotas
         self.metrics = metrics
         self.registry = registry
         self.max_stream_items = max_stream_items
         self.encoder = ScoreResponseEncoder()
 
-    def attach(self, scorer: Scorer) -> None:
-        """Start answering from ``scorer`` (until then: UNAVAILABLE)."""
+    def attach(self, scorer: Scorer, monitoring: Monitoring | None = None) -> None:
+        """Start answering from ``scorer`` and ``monitoring`` (until then: UNAVAILABLE)."""
+        self.monitoring = monitoring
         self.scorer = scorer
+
+    def _monitoring(self) -> Monitoring:
+        if self.monitoring is None:
+            raise NotReady("the service is loading its model and features; retry shortly")
+        return self.monitoring
 
     def _ready(self) -> Scorer:
         if self.scorer is None:
@@ -182,6 +192,42 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         answer = self._ready().decide(query, client, _WARNINGS)
         return encode_warnings_response(answer, query.min_severity)
 
+    def Watch(  # noqa: N802
+        self, request: credit_risk_pb2.WatchlistRequest, context: grpc.ServicerContext
+    ) -> credit_risk_pb2.WatchlistResponse:
+        client = current_call().client
+        assert client is not None
+        added, watched = self._monitoring().watch(client.name, decode_watchlist(request))
+        return credit_risk_pb2.WatchlistResponse(changed=added, watched=watched)
+
+    def Unwatch(  # noqa: N802
+        self, request: credit_risk_pb2.WatchlistRequest, context: grpc.ServicerContext
+    ) -> credit_risk_pb2.WatchlistResponse:
+        client = current_call().client
+        assert client is not None
+        removed, watched = self._monitoring().unwatch(client.name, decode_watchlist(request))
+        return credit_risk_pb2.WatchlistResponse(changed=removed, watched=watched)
+
+    def WatchAlerts(  # noqa: N802
+        self, request: credit_risk_pb2.WatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[credit_risk_pb2.Alert]:
+        """Alerts after the client's last acknowledged id, then each new one, until the
+        client cancels or the server stops (the client reconnects with its last id)."""
+        client = current_call().client
+        assert client is not None
+        ended = threading.Event()
+        context.add_callback(ended.set)  # the client went away
+
+        def active() -> bool:
+            return not (ended.is_set() or self.stopping.is_set())
+
+        after = request.after_alert_id if request.HasField("after_alert_id") else None
+        alerts = self._monitoring().alerts_for(
+            client.name, after, decode_alert_kinds(request), active
+        )
+        for alert in alerts:
+            yield encode_alert(alert)
+
     def GetModelInfo(  # noqa: N802
         self, request: credit_risk_pb2.ModelInfoRequest, context: grpc.ServicerContext
     ) -> credit_risk_pb2.ModelInfo:
@@ -267,6 +313,16 @@ def register(servicer: CreditRiskServicer, server: grpc.Server) -> None:
             servicer.WatchAlerts,
             request_deserializer=credit_risk_pb2.WatchRequest.FromString,
             response_serializer=credit_risk_pb2.Alert.SerializeToString,
+        ),
+        "Watch": grpc.unary_unary_rpc_method_handler(
+            servicer.Watch,
+            request_deserializer=credit_risk_pb2.WatchlistRequest.FromString,
+            response_serializer=credit_risk_pb2.WatchlistResponse.SerializeToString,
+        ),
+        "Unwatch": grpc.unary_unary_rpc_method_handler(
+            servicer.Unwatch,
+            request_deserializer=credit_risk_pb2.WatchlistRequest.FromString,
+            response_serializer=credit_risk_pb2.WatchlistResponse.SerializeToString,
         ),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
             servicer.GetModelInfo,

@@ -121,8 +121,7 @@ class ServerSettings(BaseModel):
     idempotency_window_seconds: float = Field(
         default=86_400.0,
         ge=0,
-        description="how long the same request_id from the same client returns the same "
-        "decision",
+        description="how long the same request_id from the same client returns the same decision",
     )
     idempotency_max_entries: int = Field(
         default=1_000_000, ge=0, description="stored answers kept for idempotency, at most"
@@ -167,6 +166,29 @@ class AuditSettings(BaseModel):
     )
 
 
+class MonitoringSettings(BaseModel):
+    """Credit monitoring: records reported over gRPC, refresh, watchlists and alerts."""
+
+    max_batch_rows: int = Field(
+        default=10_000, ge=1, description="rows in one SubmitRecords batch, at most"
+    )
+    max_watch_subjects: int = Field(
+        default=10_000, ge=1, description="subjects in one Watch or Unwatch request, at most"
+    )
+    max_watch_streams: int = Field(
+        default=32,
+        ge=1,
+        description="WatchAlerts streams open at once (each holds a server thread); "
+        "RESOURCE_EXHAUSTED beyond",
+    )
+    score_move_points: int = Field(
+        default=20, ge=1, description="a score move of at least this many points is an alert"
+    )
+    alert_batch: int = Field(
+        default=500, ge=1, description="alerts read from the store per WatchAlerts round"
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about the service."""
 
@@ -188,6 +210,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @property
     def store_path(self) -> Path:

@@ -13,6 +13,8 @@ from typing import Any
 import grpc
 import polars as pl
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from records.generator import ProvinceParams, generate_province
 from records.identifiers import (
@@ -147,3 +149,18 @@ def channel(live_server: CreditRiskServer) -> Iterator[grpc.Channel]:
 
 def bearer(key: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {key}"),)
+
+
+def rpc_details(err: grpc.RpcError) -> dict[str, Any]:
+    """The google.rpc details of a failed call, by kind."""
+    status = rpc_status.from_call(err)
+    assert status is not None, "every error carries google.rpc.Status details"
+    out: dict[str, Any] = {}
+    for kind in ("BadRequest", "RetryInfo", "ErrorInfo", "RequestInfo"):
+        message_type = getattr(error_details_pb2, kind)
+        for detail in status.details:
+            if detail.Is(message_type.DESCRIPTOR):
+                message = message_type()
+                detail.Unpack(message)
+                out[kind] = message
+    return out

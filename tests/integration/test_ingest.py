@@ -310,3 +310,69 @@ def test_normalisation_is_explicit_and_recorded(
     assert lenient.ingest_file("legal_entity", path).accepted == 2
     recorded = store.query("SELECT normalisation FROM ingestion WHERE normalisation IS NOT NULL")
     assert json.loads(recorded[0][0])["changed_values"] == 2
+
+
+def test_a_tracked_ingestion_names_the_subjects_it_touched_and_each_rejected_row(
+    store: RecordStore, ingestor: Ingestor, pseudonymiser: Pseudonymiser
+) -> None:
+    def frame(rows: list[dict[str, str | None]]) -> pl.DataFrame:
+        return pl.DataFrame(rows, schema={k: pl.String for k in rows[0]})
+
+    people = ingestor.ingest_frame(
+        "natural_person", frame([person_row(1), person_row(2)]), label="p", track_subjects=True
+    )
+    person_1, person_2 = (pseudonymiser.person_key(make_resident_id(n)) for n in (1, 2))
+    assert people.touched_subjects == sorted([person_1, person_2])
+    assert (
+        ingestor.ingest_frame("legal_entity", frame([entity_row(1)]), label="e").touched_subjects
+        == []
+    )
+    relation = {
+        "uscc": make_uscc(1),
+        "resident_id": make_resident_id(2),
+        "role": "legal_representative",
+        "share": None,
+        "valid_from": "2020-01-01",
+        "valid_to": None,
+        "source": "AMR-33",
+        "reported_at": "2024-01-03T00:00:00",
+    }
+    tied = ingestor.ingest_frame("relation", frame([relation]), label="r", track_subjects=True)
+    assert tied.touched_subjects == sorted([make_uscc(1), person_2])
+    account = {
+        "account_id": "A1",
+        "subject_type": "person",
+        "subject_id": make_resident_id(1),
+        "product": "credit_card",
+        "opened_on": "2022-01-10",
+        "maturity_on": None,
+        "closed_on": None,
+        "credit_limit": "50000.00",
+        "guarantee_type": "unsecured",
+        "source": "P0001",
+        "reported_at": "2022-01-11T00:00:00",
+    }
+    ingestor.ingest_frame("credit_account", frame([account]), label="a")
+    month = {
+        "account_id": "A1",
+        "period": "2023-05",
+        "balance": "1200.00",
+        "amount_due": "300.00",
+        "amount_paid": "0.00",
+        "overdue_days": "31",
+        "overdue_amount": "300.00",
+        "status": "overdue",
+        "source": "P0001",
+        "reported_at": "2023-06-10T00:00:00",
+    }
+    rows = [month | {"overdue_days": "-1"}, month, month | {"account_id": "A9"}]
+    paid = ingestor.ingest_frame("repayment", frame(rows), label="m", track_subjects=True)
+    assert paid.touched_subjects == [person_1], "a repayment touches its account's holder"
+    assert [(r.row, r.field, r.reason) for r in paid.rejections] == [
+        (0, "overdue_days", "invalid_integer"),
+        (2, "account_id", "unknown_account"),
+    ]
+    assert all(r.message for r in paid.rejections)
+    again = ingestor.ingest_frame("repayment", frame([month]), label="m2", track_subjects=True)
+    assert (again.duplicate, again.touched_subjects) == (1, []), "a duplicate touches no one"
+    assert "rejections" not in paid.to_dict() and "touched_subjects" not in paid.to_dict()

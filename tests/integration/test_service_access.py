@@ -14,7 +14,7 @@ from conftest import ROLES, ServiceData, bearer, service_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc
+from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc, records_pb2_grpc
 from service.server import CreditRiskServer
 
 ALLOWED = {
@@ -23,6 +23,9 @@ ALLOWED = {
     "GetWarnings": {"lender", "agency"},
     "GetModelInfo": set(ROLES),
     "WatchAlerts": {"lender"},
+    "Watch": {"lender"},
+    "Unwatch": {"lender"},
+    "SubmitRecords": {"reporter"},
 }
 
 
@@ -52,8 +55,22 @@ def _call(stub: Any, method: str, uscc: str, metadata: Any) -> None:
         )
     elif method == "GetModelInfo":
         stub.GetModelInfo(credit_risk_pb2.ModelInfoRequest(), metadata=metadata)
+    elif method in ("Watch", "Unwatch"):
+        watched = credit_risk_pb2.WatchedSubject(subject=subject, reference="access-test")
+        request = credit_risk_pb2.WatchlistRequest(subjects=[watched])
+        getattr(stub, method)(request, metadata=metadata)
+    elif method == "SubmitRecords":
+        records = records_pb2_grpc.RecordsStub(stub.channel)
+        summary = records.SubmitRecords(iter([]), metadata=metadata)
+        assert summary.read == 0
     else:
-        next(iter(stub.WatchAlerts(credit_risk_pb2.WatchRequest(), metadata=metadata)))
+        # No alert is due: an allowed stream stays open until the deadline.
+        stream = stub.WatchAlerts(credit_risk_pb2.WatchRequest(), metadata=metadata, timeout=0.5)
+        try:
+            next(iter(stream))
+        except grpc.RpcError as err:
+            if err.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
 
 
 def _code(action: Callable[[], None]) -> grpc.StatusCode:
@@ -69,6 +86,7 @@ def test_access_matrix(
     live_server: CreditRiskServer, channel: grpc.Channel, service_data: ServiceData, method: str
 ) -> None:
     stub = credit_risk_pb2_grpc.CreditRiskStub(channel)
+    stub.channel = channel  # type: ignore[attr-defined]  # for the Records service
     uscc = _uscc(live_server)
     seen = {}
     for role in ROLES:
@@ -82,8 +100,6 @@ def test_access_matrix(
     for role in ROLES:
         if role not in ALLOWED[method]:
             expected[role] = grpc.StatusCode.PERMISSION_DENIED
-        elif method == "WatchAlerts":
-            expected[role] = grpc.StatusCode.UNIMPLEMENTED  # built with the monitoring issue
         else:
             expected[role] = grpc.StatusCode.OK
     for anonymous in ("no key", "bad key", "not bearer"):

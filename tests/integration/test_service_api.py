@@ -14,10 +14,9 @@ import grpc
 import numpy as np
 import pytest
 from conftest import ServiceData, bearer, make_uscc, service_settings
-from google.rpc import error_details_pb2
+from conftest import rpc_details as details
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
 
 from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc
 from features.warning_eval import evaluate_warnings
@@ -45,21 +44,6 @@ def entity(uscc: str, **fields: Any) -> credit_risk_pb2.ScoreRequest:
     return credit_risk_pb2.ScoreRequest(
         subject=common_pb2.Subject(uscc=uscc), purpose=fields.pop("purpose", LOAN), **fields
     )
-
-
-def details(err: grpc.RpcError) -> dict[str, Any]:
-    """The google.rpc details of a failed call, by kind."""
-    status = rpc_status.from_call(err)
-    assert status is not None, "every error carries google.rpc.Status details"
-    out: dict[str, Any] = {}
-    for kind in ("BadRequest", "RetryInfo", "ErrorInfo", "RequestInfo"):
-        message_type = getattr(error_details_pb2, kind)
-        for detail in status.details:
-            if detail.Is(message_type.DESCRIPTOR):
-                message = message_type()
-                detail.Unpack(message)
-                out[kind] = message
-    return out
 
 
 def fail(call: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:

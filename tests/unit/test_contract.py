@@ -30,13 +30,16 @@ PROTO_FILES = sorted((PROTO_ROOT / "creditrisk" / "v1").glob("*.proto"))
 MODULES = (common_pb2, credit_risk_pb2, records_pb2, audit_pb2)
 FILES: tuple[FileDescriptor, ...] = tuple(m.DESCRIPTOR for m in MODULES)
 
-# (service, method) -> (client streaming, server streaming), exactly as DESIGN.md lists them.
+# (service, method) -> (client streaming, server streaming): DESIGN.md's, plus the watchlist
+# methods the monitoring issue added.
 METHODS = {
     ("CreditRisk", "Score"): (False, False),
     ("CreditRisk", "ScoreStream"): (True, True),
     ("CreditRisk", "GetWarnings"): (False, False),
     ("CreditRisk", "WatchAlerts"): (False, True),
     ("CreditRisk", "GetModelInfo"): (False, False),
+    ("CreditRisk", "Watch"): (False, False),
+    ("CreditRisk", "Unwatch"): (False, False),
     ("Records", "SubmitRecords"): (True, False),
     ("Audit", "GetDecision"): (False, False),
     ("Audit", "ListDecisions"): (False, True),
@@ -50,6 +53,8 @@ TYPES = {
     ("CreditRisk", "GetWarnings"): ("WarningsRequest", "WarningsResponse"),
     ("CreditRisk", "WatchAlerts"): ("WatchRequest", "Alert"),
     ("CreditRisk", "GetModelInfo"): ("ModelInfoRequest", "ModelInfo"),
+    ("CreditRisk", "Watch"): ("WatchlistRequest", "WatchlistResponse"),
+    ("CreditRisk", "Unwatch"): ("WatchlistRequest", "WatchlistResponse"),
     ("Records", "SubmitRecords"): ("RecordBatch", "SubmitSummary"),
 }
 

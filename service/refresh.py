@@ -1,0 +1,185 @@
+"""Incremental refresh: new records → features, warnings, decisions and alerts (no gRPC).
+
+Subjects whose records were added are queued; one thread takes whatever is queued, has the
+feature store recompute their rows and those of their related parties (the features
+issue's ``refresh``), evaluates the warning flags of exactly those subjects, and replaces
+their decisions in the book (one reference swap: a Score sees the old or the new decision,
+never a mix). Each watched subject whose decision changed gets its alerts: the new state is
+logged as a decision for every watching platform (durably, before anyone is told), then the
+alerts are stored and the open WatchAlerts streams woken.
+
+Records reported after the end of the served as-of day are stored but do not count until
+the next materialisation (features are point in time: see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from audit.entries import decision_entry
+from audit.ids import decision_id
+from features.store import FeatureStore
+from features.warning_eval import evaluate_warnings
+from models.decisions import DecisionBook, SubjectDecision
+from service.alerts import Alert, AlertLog, changes
+from service.watchlists import Watchlists
+
+__all__ = ["RefreshOutcome", "Refresher"]
+
+_log = logging.getLogger("creditrisk.refresh")
+_KEY = "subject_key"
+
+
+class _Pending(Protocol):
+    def result(self) -> object: ...
+
+
+class _DecisionRecorder(Protocol):
+    def submit(self, entry: Mapping[str, Any]) -> _Pending: ...
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    touched: int  # subjects whose records were added
+    refreshed: int  # subjects whose features, warnings and decision were recomputed
+    alerts: list[Alert]
+    seconds: float
+
+
+class Refresher:
+    """Owns the feature store's maintenance side once the service runs."""
+
+    def __init__(
+        self,
+        features: FeatureStore,
+        book: DecisionBook,
+        watchlists: Watchlists,
+        alerts: AlertLog,
+        decision_log: _DecisionRecorder,
+        *,
+        retention_years: int,
+        score_move_points: int,
+    ) -> None:
+        self.features = features
+        self.book = book
+        self.watchlists = watchlists
+        self.alerts = alerts
+        self.decision_log = decision_log
+        self.retention_years = retention_years
+        self.score_move_points = score_move_points
+        self._queue: set[str] = set()
+        self._condition = threading.Condition()
+        self._busy = False
+        self._stopping = False
+        self.failures = 0
+        self.last: RefreshOutcome | None = None
+        self._thread = threading.Thread(target=self._run, name="refresh", daemon=True)
+        self._thread.start()
+
+    def submit(self, subject_keys: Iterable[str]) -> int:
+        """Queue subjects for refresh; returns how many were given."""
+        keys = set(subject_keys)
+        if keys:
+            with self._condition:
+                self._queue |= keys
+                self._condition.notify_all()
+        return len(keys)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued or being refreshed."""
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                self._condition.wait_for(lambda: bool(self._queue) or self._stopping)
+                if not self._queue:
+                    return  # stopping, nothing left
+                keys, self._queue = sorted(self._queue), set()
+                self._busy = True
+            try:
+                self.last = self.refresh(keys)
+            except Exception:  # the records are stored; the next materialisation has them
+                self.failures += 1
+                _log.exception("refresh of %d subjects failed", len(keys))
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()
+
+    def refresh(self, subject_keys: list[str]) -> RefreshOutcome:
+        """Recompute ``subject_keys`` and everyone around them now, on this thread."""
+        started = time.perf_counter()
+        as_of = self.book.as_of
+        if as_of is None:
+            raise RuntimeError("nothing is served yet")
+        rows = self.features.refresh(subject_keys)
+        affected = rows[_KEY].to_list()
+        with self.features.records.cursor() as cursor:
+            warnings = evaluate_warnings(
+                cursor, as_of, affected, retention_years=self.retention_years
+            )
+        before = {key: self.book.lookup(key) for key in affected if self.watchlists.watchers(key)}
+        self.book.update(affected, warnings.filter(warnings[_KEY].is_in(affected)))
+        alerts = self._alerts(before)
+        elapsed = time.perf_counter() - started
+        _log.info(
+            "refreshed %d subjects (%d touched) in %.0f ms; %d alerts",
+            len(affected),
+            len(subject_keys),
+            elapsed * 1000,
+            len(alerts),
+        )
+        return RefreshOutcome(len(subject_keys), len(affected), alerts, elapsed)
+
+    def _alerts(self, before: dict[str, SubjectDecision | None]) -> list[Alert]:
+        now = datetime.now(UTC)
+        pending: list[tuple[_Pending, list[Alert]]] = []
+        for key, old in before.items():
+            new = self.book.lookup(key)
+            if new is None:
+                continue
+            found = changes(old, new, score_move_points=self.score_move_points)
+            if not found:
+                continue
+            for watch in self.watchlists.watchers(key):
+                decided = decision_id()
+                logged = self.decision_log.submit(
+                    decision_entry(
+                        decision_id=decided,
+                        decided_at=now,
+                        kind="monitoring",
+                        method="monitoring",
+                        client=watch.client,
+                        purpose="post_loan_management",
+                        authorization_id=watch.authorization_id,
+                        request_id="",
+                        subject=new,
+                        model=self.book.model,
+                        warning_rules_version=self.book.warning_rules_version,
+                        reasons_given=False,
+                        groups=watch.groups,
+                    )
+                )
+                alerts = [
+                    Alert(0, watch.client, new.subject_type, key, watch.reference, c, now, decided)
+                    for c in found
+                ]
+                pending.append((logged, alerts))
+        for logged, _ in pending:
+            logged.result()  # every decision told is in the log before anyone is told
+        return self.alerts.append([alert for _, alerts in pending for alert in alerts])

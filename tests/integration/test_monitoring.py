@@ -1,0 +1,408 @@
+"""Credit monitoring through a real server on its own copy of the demo store: records
+reported over SubmitRecords, refreshed into the served decisions, and alerts streamed to the
+platforms that watch the subjects (and to no one else), resumable by alert id."""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import grpc
+import polars as pl
+import pytest
+from conftest import ServiceData, bearer, rpc_details, service_settings
+
+from creditrisk.v1 import (
+    common_pb2,
+    credit_risk_pb2,
+    credit_risk_pb2_grpc,
+    records_pb2,
+    records_pb2_grpc,
+)
+from service.clients import ClientRegistry
+from service.server import CreditRiskServer
+
+
+class Monitored:
+    def __init__(self, server: CreditRiskServer, keys: dict[str, str]) -> None:
+        self.server = server
+        self.keys = keys
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        self.credit = credit_risk_pb2_grpc.CreditRiskStub(self.channel)
+        self.records = records_pb2_grpc.RecordsStub(self.channel)
+
+    def meta(self, who: str) -> tuple[tuple[str, str], ...]:
+        return bearer(self.keys[who])
+
+
+@pytest.fixture(scope="module")
+def monitored(
+    service_data: ServiceData, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Monitored]:
+    data_dir = tmp_path_factory.mktemp("monitoring") / "data"
+    shutil.copytree(service_data.pristine, data_dir)
+    settings = service_settings(data_dir)
+    registry = ClientRegistry(settings.clients_path)
+    keys = {
+        "lender": service_data.keys["lender"],
+        "reporter": service_data.keys["reporter"],
+        "agency": service_data.keys["agency"],
+    }
+    keys["other-lender"] = registry.add("other-lender", "lender")[1]
+    server = CreditRiskServer(settings)
+    server.start()
+    server.load_and_serve()
+    found = Monitored(server, keys)
+    yield found
+    found.channel.close()
+    server.stop(1)
+
+
+def _as_of(monitored: Monitored) -> date:
+    runtime = monitored.server.runtime
+    assert runtime is not None and runtime.book.as_of is not None
+    return runtime.book.as_of
+
+
+def _codes(monitored: Monitored, key: str) -> set[str]:
+    runtime = monitored.server.runtime
+    assert runtime is not None
+    found = runtime.book.lookup(key)
+    assert found is not None
+    return {flag.code for flag in found.warnings}
+
+
+def _clean_companies(
+    monitored: Monitored, frames: dict[str, pl.DataFrame]
+) -> list[tuple[str, str]]:
+    """(company USCC, legal representative's resident id) of companies whose current legal
+    representative has no dishonest-debtor listing, nor the company a flag through one."""
+    as_of = _as_of(monitored)
+    relations = frames["relation"].filter(
+        (pl.col("role") == "legal_representative")
+        & (pl.col("valid_from").cast(pl.Date) <= as_of)
+        & (pl.col("valid_to").is_null() | (pl.col("valid_to").cast(pl.Date) > as_of))
+        & (pl.col("reported_at").cast(pl.Datetime).dt.date() <= as_of)
+    )
+    listed = set(frames["public_record"].filter(pl.col("kind") == "dishonest_debtor")["subject_id"])
+    pairs = []
+    for uscc, resident_id in relations.select("uscc", "resident_id").iter_rows():
+        if resident_id in listed or uscc in {p[0] for p in pairs}:
+            continue
+        runtime = monitored.server.runtime
+        assert runtime is not None
+        if runtime.book.lookup(uscc) is None:
+            continue
+        if not _codes(monitored, uscc) & {"W_RP_LEGAL_REP_DISHONEST", "W_DISHONEST_DEBTOR"}:
+            pairs.append((uscc, resident_id))
+    assert len(pairs) >= 4, "the demo province should have clean companies"
+    return pairs
+
+
+def _watch(monitored: Monitored, who: str, *usccs: str, reference: str = "") -> None:
+    answer = monitored.credit.Watch(
+        credit_risk_pb2.WatchlistRequest(
+            subjects=[
+                credit_risk_pb2.WatchedSubject(
+                    subject=common_pb2.Subject(uscc=uscc), reference=reference or f"loan-{uscc}"
+                )
+                for uscc in usccs
+            ]
+        ),
+        metadata=monitored.meta(who),
+    )
+    assert answer.watched >= len(usccs)
+
+
+def _dishonest(resident_id: str, record_id: str, as_of: date) -> records_pb2.Row:
+    return records_pb2.Row(
+        fields={
+            "record_id": record_id,
+            "kind": "dishonest_debtor",
+            "subject_type": "person",
+            "subject_id": resident_id,
+            "event_date": (as_of - timedelta(days=5)).isoformat(),
+            "amount": "81234.50",
+            "status": "active",
+            "reported_at": f"{as_of.isoformat()}T10:00:00",
+        },
+        reference=f"line-{record_id}",
+    )
+
+
+class AlertReader:
+    """A WatchAlerts stream read by a thread into a queue."""
+
+    def __init__(self, monitored: Monitored, who: str, after: int | None = None) -> None:
+        request = credit_risk_pb2.WatchRequest()
+        if after is not None:
+            request.after_alert_id = after
+        self.call = monitored.credit.WatchAlerts(request, metadata=monitored.meta(who))
+        self.received: queue.Queue[tuple[float, credit_risk_pb2.Alert]] = queue.Queue()
+        self.error: grpc.RpcError | None = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for alert in self.call:
+                self.received.put((time.monotonic(), alert))
+        except grpc.RpcError as err:
+            if err.code() is not grpc.StatusCode.CANCELLED:
+                self.error = err
+
+    def take(self, timeout: float) -> tuple[float, credit_risk_pb2.Alert]:
+        return self.received.get(timeout=timeout)
+
+    def drain(self, wait: float) -> list[credit_risk_pb2.Alert]:
+        out = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                out.append(self.received.get(timeout=max(0.0, deadline - time.monotonic()))[1])
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        self.call.cancel()
+        self.thread.join(5)
+        assert self.error is None, self.error
+
+
+def test_a_legal_representatives_new_listing_alerts_the_watcher_of_the_company_only(
+    monitored: Monitored, service_data: ServiceData
+) -> None:
+    (company, representative), (other, _), *_ = _clean_companies(monitored, service_data.frames)
+    as_of = _as_of(monitored)
+    _watch(monitored, "lender", company, reference="loan-0001")
+    _watch(monitored, "other-lender", other)
+    watcher = AlertReader(monitored, "lender", after=0)
+    bystander = AlertReader(monitored, "other-lender", after=0)
+    try:
+        bad = records_pb2.Row(
+            fields={**_dishonest(representative, "T-BAD-1", as_of).fields, "subject_id": "123"},
+            reference="line-bad",
+        )
+        summary = monitored.records.SubmitRecords(
+            iter(
+                [
+                    records_pb2.RecordBatch(
+                        batch_id="court-batch-1",
+                        table=records_pb2.RECORD_TABLE_PUBLIC_RECORD,
+                        rows=[bad, _dishonest(representative, "T-DD-1", as_of)],
+                    )
+                ]
+            ),
+            metadata=monitored.meta("reporter"),
+        )
+        acknowledged = time.monotonic()
+        assert (summary.read, summary.accepted, summary.rejected) == (2, 1, 1)
+        (rejection,) = summary.batches[0].rejections
+        assert (rejection.row, rejection.reference, rejection.field) == (
+            0,
+            "line-bad",
+            "subject_id",
+        )
+        assert rejection.reason and rejection.detail
+        assert summary.subjects_refreshed >= 1
+
+        received_at, alert = watcher.take(timeout=10)
+        assert received_at - acknowledged < 2.0, "the alert must reach the watcher within 2 s"
+        assert alert.kind == credit_risk_pb2.ALERT_KIND_RAISED
+        assert alert.subject.uscc == company and alert.watch_reference == "loan-0001"
+        assert alert.warning.code == "W_RP_LEGAL_REP_DISHONEST"
+        assert alert.via.role == common_pb2.RELATED_PARTY_ROLE_LEGAL_REPRESENTATIVE
+        assert alert.via.kind == common_pb2.SUBJECT_KIND_PERSON
+        assert alert.via.pseudonym and representative not in str(alert)
+        # The listing, and the relation that makes it the company's concern.
+        listing = {e.record: e for e in alert.warning.evidence}["T-DD-1"]
+        assert (listing.table, listing.amount) == ("public_record", "81234.50")
+        assert {e.table for e in alert.warning.evidence} == {"public_record", "relation"}
+        assert alert.decision_id and alert.alert_id >= 1
+
+        # A Score a second after the acknowledgement sees the new flag.
+        time.sleep(max(0.0, acknowledged + 1.0 - time.monotonic()))
+        scored = monitored.credit.Score(
+            credit_risk_pb2.ScoreRequest(
+                subject=common_pb2.Subject(uscc=company),
+                purpose=common_pb2.PURPOSE_POST_LOAN_MANAGEMENT,
+            ),
+            metadata=monitored.meta("agency"),
+        )
+        assert "W_RP_LEGAL_REP_DISHONEST" in {w.code for w in scored.warnings}
+
+        assert bystander.drain(wait=1.0) == []
+    finally:
+        watcher.close()
+        bystander.close()
+
+
+def test_alerts_resume_after_the_last_acknowledged_id_nothing_lost_nothing_twice(
+    monitored: Monitored, service_data: ServiceData
+) -> None:
+    pairs = _clean_companies(monitored, service_data.frames)
+    as_of = _as_of(monitored)
+    refresher = monitored.server.runtime.refresher  # type: ignore[union-attr]
+    (first, rep_1), (second, rep_2) = pairs[-2:]
+    _watch(monitored, "lender", first, second)
+    reader = AlertReader(monitored, "lender")  # from now on
+    try:
+        _submit(monitored, [_dishonest(rep_1, "T-RS-1", as_of)])
+        refresher.wait_idle(10)
+        seen = reader.drain(wait=1.0)
+    finally:
+        reader.close()
+    assert first in {a.subject.uscc for a in seen}
+    last = seen[-1].alert_id
+    # Disconnected: a change happens meanwhile.
+    _submit(monitored, [_dishonest(rep_2, "T-RS-2", as_of)])
+    refresher.wait_idle(10)
+    resumed = AlertReader(monitored, "lender", after=last)
+    try:
+        missed = resumed.drain(wait=1.5)
+    finally:
+        resumed.close()
+    assert missed and all(a.alert_id > last for a in missed)
+    assert second in {a.subject.uscc for a in missed if a.kind == credit_risk_pb2.ALERT_KIND_RAISED}
+    assert "T-RS-1" not in str(missed), "nothing of before the resume point again"
+    everything = AlertReader(monitored, "lender", after=0)
+    try:
+        replayed = everything.drain(wait=1.5)
+    finally:
+        everything.close()
+    ids = [a.alert_id for a in replayed]
+    assert ids == list(range(1, len(ids) + 1)), "numbered 1, 2, ... for this platform, each once"
+    assert [a.SerializeToString() for a in replayed if a.alert_id > last] == [
+        a.SerializeToString() for a in missed
+    ]
+    assert {a.alert_id for a in seen} <= set(ids)
+
+
+def _submit(monitored: Monitored, rows: list[records_pb2.Row]) -> records_pb2.SubmitSummary:
+    return monitored.records.SubmitRecords(
+        iter([records_pb2.RecordBatch(table=records_pb2.RECORD_TABLE_PUBLIC_RECORD, rows=rows)]),
+        metadata=monitored.meta("reporter"),
+    )
+
+
+def test_resending_a_batch_adds_nothing(monitored: Monitored, service_data: ServiceData) -> None:
+    (_, representative), *_ = _clean_companies(monitored, service_data.frames)
+    row = _dishonest(representative, "T-DUP-1", _as_of(monitored))
+    first = _submit(monitored, [row])
+    again = _submit(monitored, [row])
+    assert (first.accepted, again.accepted, again.duplicate) == (1, 0, 1)
+    assert again.subjects_refreshed == 0
+
+
+@pytest.mark.parametrize(
+    ("batch", "code", "field"),
+    [
+        (
+            records_pb2.RecordBatch(rows=[records_pb2.Row()]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "batches[0].table",
+        ),
+        (
+            records_pb2.RecordBatch(
+                table=records_pb2.RECORD_TABLE_PUBLIC_RECORD,
+                rows=[records_pb2.Row(fields={"colour": "red"})],
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "batches[0].rows[0].fields",
+        ),
+        (
+            records_pb2.RecordBatch(
+                table=records_pb2.RECORD_TABLE_PUBLIC_RECORD,
+                rows=[records_pb2.Row(fields={"source": "COURT-33"})],
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+            None,
+        ),
+    ],
+)
+def test_a_batch_that_breaks_the_contract_is_refused_naming_it(
+    monitored: Monitored, batch: records_pb2.RecordBatch, code: grpc.StatusCode, field: str | None
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        monitored.records.SubmitRecords(iter([batch]), metadata=monitored.meta("reporter"))
+    assert caught.value.code() is code
+    if field is not None:
+        (violation,) = rpc_details(caught.value)["BadRequest"].field_violations
+        assert violation.field == field
+
+
+def test_watching_checks_each_subject_and_consent(
+    monitored: Monitored, service_data: ServiceData
+) -> None:
+    person = service_data.frames["natural_person"]["resident_id"][0]
+    good = service_data.frames["legal_entity"]["uscc"][0]
+    cases = [
+        (
+            credit_risk_pb2.WatchedSubject(subject=common_pb2.Subject(uscc="91330000X")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "subjects[1].subject.uscc",
+        ),
+        (
+            credit_risk_pb2.WatchedSubject(subject=common_pb2.Subject(resident_id=person)),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "subjects[1].authorization_id",
+        ),
+    ]
+    for bad, code, field in cases:
+        with pytest.raises(grpc.RpcError) as caught:
+            monitored.credit.Watch(
+                credit_risk_pb2.WatchlistRequest(
+                    subjects=[
+                        credit_risk_pb2.WatchedSubject(subject=common_pb2.Subject(uscc=good)),
+                        bad,
+                    ]
+                ),
+                metadata=monitored.meta("other-lender"),
+            )
+        assert caught.value.code() is code
+        found = rpc_details(caught.value)
+        if "BadRequest" in found:
+            assert found["BadRequest"].field_violations[0].field == field
+        else:
+            assert field in caught.value.details()
+        assert person not in caught.value.details()
+    consented = monitored.credit.Watch(
+        credit_risk_pb2.WatchlistRequest(
+            subjects=[
+                credit_risk_pb2.WatchedSubject(
+                    subject=common_pb2.Subject(resident_id=person), authorization_id="AUTH-1"
+                )
+            ]
+        ),
+        metadata=monitored.meta("other-lender"),
+    )
+    assert consented.changed == 1
+    removed = monitored.credit.Unwatch(
+        credit_risk_pb2.WatchlistRequest(
+            subjects=[
+                credit_risk_pb2.WatchedSubject(subject=common_pb2.Subject(resident_id=person))
+            ]
+        ),
+        metadata=monitored.meta("other-lender"),
+    )
+    assert removed.changed == 1 and removed.watched == consented.watched - 1
+
+
+def test_only_lenders_watch_and_only_reporters_submit(monitored: Monitored) -> None:
+    for call, who in [
+        (
+            lambda m: monitored.credit.Watch(credit_risk_pb2.WatchlistRequest(), metadata=m),
+            "agency",
+        ),
+        (
+            lambda m: monitored.records.SubmitRecords(iter([]), metadata=m),
+            "lender",
+        ),
+    ]:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(monitored.meta(who))
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
