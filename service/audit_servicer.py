@@ -39,6 +39,7 @@ _CHANNELS = {
     "ScoreStream": audit_pb2.DECISION_CHANNEL_SCORE_STREAM,
     "GetWarnings": audit_pb2.DECISION_CHANNEL_WARNINGS,
     "batch": audit_pb2.DECISION_CHANNEL_BATCH,
+    "monitoring": audit_pb2.DECISION_CHANNEL_MONITORING,
 }
 _PROBLEMS = {  # audit.verify's reasons (plain words) -> the contract's codes, first match
     "does not match the anchor": audit_pb2.CHAIN_PROBLEM_FORGED,

@@ -17,6 +17,8 @@ import pytest
 from conftest import ServiceData, bearer, rpc_details, service_settings
 
 from creditrisk.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     common_pb2,
     credit_risk_pb2,
     credit_risk_pb2_grpc,
@@ -51,6 +53,7 @@ def monitored(
         "lender": service_data.keys["lender"],
         "reporter": service_data.keys["reporter"],
         "agency": service_data.keys["agency"],
+        "regulator": service_data.keys["regulator"],
     }
     keys["other-lender"] = registry.add("other-lender", "lender")[1]
     server = CreditRiskServer(settings)
@@ -236,6 +239,23 @@ def test_a_legal_representatives_new_listing_alerts_the_watcher_of_the_company_o
         assert "W_RP_LEGAL_REP_DISHONEST" in {w.code for w in scored.warnings}
 
         assert bystander.drain(wait=1.0) == []
+
+        # What the watcher was told is a logged decision a regulator replays bit-exactly,
+        # from the recorded features and from the records store (the new listing included).
+        audit = audit_pb2_grpc.AuditStub(monitored.channel)
+        record = audit.GetDecision(
+            audit_pb2.GetDecisionRequest(decision_id=alert.decision_id),
+            metadata=monitored.meta("regulator"),
+        )
+        assert record.channel == audit_pb2.DECISION_CHANNEL_MONITORING
+        assert record.client == "demo-lender"
+        assert "W_RP_LEGAL_REP_DISHONEST" in {w.code for w in record.warnings}
+        replay = audit.ReplayDecision(
+            audit_pb2.ReplayDecisionRequest(decision_id=alert.decision_id),
+            metadata=monitored.meta("regulator"),
+        )
+        for part in (replay.from_recorded_features, replay.from_records_store):
+            assert part.outcome == audit_pb2.REPLAY_OUTCOME_MATCH, part
     finally:
         watcher.close()
         bystander.close()
