@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import time
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -350,7 +351,17 @@ class DaskFitter:
         engine = self.engine
         lgb_params = distributed_lightgbm_params(params)
         names = list(feature_names())
+        clock = time.perf_counter()
+        seconds: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            seconds[name] = round(now - clock, 3)
+            clock = now
+
         with _export_directory(engine) as directory, _client(engine) as client:
+            lap("cluster")
             nthreads: dict[str, int] = dict(client.nthreads())
             if not nthreads:
                 raise RuntimeError(f"the Dask cluster at {engine.scheduler} has no workers")
@@ -358,6 +369,7 @@ class DaskFitter:
             files = export_partitions(fit, directory, partitions)
             holdout_file = _write(_exported(holdout), directory / HOLDOUT_FILE)
             stopper = HoldoutStopper(str(directory / HOLDOUT_FILE), params.early_stopping_rounds)
+            lap("export")
             paths = [str(directory / f.name) for f in files]
             with dask.config.set({"optimization.tune.active": False}):
                 frame = dd.read_parquet(paths, columns=[*names, LABEL])
@@ -378,6 +390,7 @@ class DaskFitter:
                         callbacks=[stopper],
                     )
             booster = model.booster_
+            lap("fit")
             # The workers' verdict cut the returned model; the driver applies the same rule
             # again on the holdout it holds (the number of trees kept is the driver's).
             workers_best = int(booster.current_iteration())
@@ -404,6 +417,7 @@ class DaskFitter:
                     "applied in every worker to stop, and again on the driver to cut"
                 ),
                 "workers_best_iteration": workers_best,
+                "seconds": seconds,  # cluster start or connection, Parquet export, fit
                 "reproducible": False,
                 "libraries": {
                     "dask": version("dask"),

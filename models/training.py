@@ -261,6 +261,7 @@ BoosterFitter = Callable[[LabelledRows, LabelledRows, TrainingParams], FittedBoo
 
 def fit_local(fit: LabelledRows, holdout: LabelledRows, params: TrainingParams) -> FittedBooster:
     """``lightgbm.train`` in this process, stopping early on the holdout's log loss."""
+    started = time.perf_counter()
     lgb_params = params.lightgbm_params()
     names = list(feature_names())
     train_set = lgb.Dataset(
@@ -285,7 +286,12 @@ def fit_local(fit: LabelledRows, holdout: LabelledRows, params: TrainingParams) 
         model_text=booster.model_to_string(num_iteration=best),
         best_iteration=best,
         lightgbm_params=lgb_params,
-        engine={"engine": LOCAL_ENGINE, "threads": params.num_threads, "reproducible": True},
+        engine={
+            "engine": LOCAL_ENGINE,
+            "threads": params.num_threads,
+            "reproducible": True,
+            "seconds": {"fit": round(time.perf_counter() - started, 3)},
+        },
     )
 
 

@@ -115,7 +115,8 @@ def test_auc_is_close_to_the_local_engine_on_the_same_data(
     assert local["holdout_rows"] == distributed["holdout_rows"]  # the same holdout
     # Dask runs differ slightly, and the holdout's early stopping (at 20-40 trees here)
     # amplifies it: on this province (4,000 subjects; a holdout of 6,800 rows with 106
-    # defaults) twelve runs gave holdout and OOT AUCs within 0.021 of the local engine's.
+    # defaults) 26 runs gave holdout AUCs within 0.030 and OOT AUCs within 0.021 of the
+    # local engine's (sd about 0.012).
     figures = {"local": local, "dask": distributed}
     assert distributed["holdout_auc"] > 0.65 and distributed["oot_auc"] > 0.7, figures
     assert abs(distributed["holdout_auc"] - local["holdout_auc"]) < 0.05, figures
@@ -129,7 +130,9 @@ def test_the_manifest_records_engine_partitioning_and_data(
     local = _manifest(data_dir, local_run["version"])
     manifest = _manifest(data_dir, dask_run["version"])
     engine = manifest["training_engine"]
-    assert local["training_engine"] == {"engine": "local", "threads": 2, "reproducible": True}
+    assert local["training_engine"]["engine"] == "local"
+    assert local["training_engine"]["threads"] == 2 and local["training_engine"]["reproducible"]
+    assert set(engine["seconds"]) == {"cluster", "export", "fit"}
     assert engine["engine"] == "dask-local" and engine["scheduler"] is None
     assert (engine["workers"], engine["threads_per_worker"], engine["partitions"]) == (2, [1], 4)
     assert engine["partition_key"] == [TYPE, KEY] and engine["reproducible"] is False
