@@ -27,6 +27,7 @@ manifest's ``training_engine``; decisions are replayed against the registered ar
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 import time
@@ -173,6 +174,11 @@ def _write(frame: pl.DataFrame, path: Path) -> PartitionFile:
         subjects=frame.select(TYPE, KEY).n_unique(),
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
+
+
+def _machines(model_text: str) -> int | None:
+    found = re.search(r"^\[num_machines: (\d+)\]$", model_text, flags=re.MULTILINE)
+    return int(found.group(1)) if found else None
 
 
 def _parquet_digest(files: list[PartitionFile]) -> str:
@@ -400,6 +406,8 @@ class DaskFitter:
                 "engine": engine.name,
                 "scheduler": engine.scheduler,
                 "workers": len(nthreads),
+                # The workers that held partitions, i.e. LightGBM's machines.
+                "lightgbm_machines": _machines(model_text),
                 "threads_per_worker": sorted(set(nthreads.values())),
                 "partitions": partitions,
                 "partition_key": [TYPE, KEY],

@@ -135,6 +135,7 @@ def test_the_manifest_records_engine_partitioning_and_data(
     assert set(engine["seconds"]) == {"cluster", "export", "fit"}
     assert engine["engine"] == "dask-local" and engine["scheduler"] is None
     assert (engine["workers"], engine["threads_per_worker"], engine["partitions"]) == (2, [1], 4)
+    assert engine["lightgbm_machines"] == 2
     assert engine["partition_key"] == [TYPE, KEY] and engine["reproducible"] is False
     # The workers stopped on the holdout where the driver's rule cuts the model.
     assert engine["workers_best_iteration"] == manifest["best_iteration"] < 200
