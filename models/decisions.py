@@ -210,12 +210,11 @@ class DecisionBook:
         self._decisions = self._decide(keys, flags_from_frame(warnings))
 
     def update(self, subject_keys: Iterable[str], warnings: pl.DataFrame) -> int:
-        """Decide again the given subjects (after a feature refresh), with reasons;
-        ``warnings`` are the flags of exactly those subjects. Returns how many decisions
-        were replaced."""
+        """Decide again the given subjects (after a feature refresh), without reasons, as
+        :meth:`rebuild` does; ``warnings`` are the flags of exactly those subjects. Returns
+        how many decisions were replaced."""
         keys = sorted(set(subject_keys))
         fresh = self._decide(keys, flags_from_frame(warnings))
-        fresh = {key: self._with_reasons([found])[0] for key, found in fresh.items()}
         with self._lock:
             merged = dict(self._decisions)
             merged.update(fresh)

@@ -77,7 +77,10 @@ class Refresher:
         self._condition = threading.Condition()
         self._busy = False
         self._stopping = False
+        self._explain_due = True  # a freshly built book has no reasons yet
+        self._interrupt = threading.Event()  # new work: the reasons can wait
         self.failures = 0
+        self.explained = 0
         self.last: RefreshOutcome | None = None
         self._thread = threading.Thread(target=self._run, name="refresh", daemon=True)
         self._thread.start()
@@ -88,31 +91,44 @@ class Refresher:
         if keys:
             with self._condition:
                 self._queue |= keys
+                self._interrupt.set()
                 self._condition.notify_all()
         return len(keys)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is queued or being refreshed."""
+        """Wait until nothing is queued or being refreshed (reasons may still be due)."""
         with self._condition:
             return self._condition.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def close(self) -> None:
-        """Finish what is queued, then stop."""
+        """Finish what is queued, then stop (reasons not yet computed stay due)."""
         with self._condition:
             self._stopping = True
+            self._interrupt.set()
             self._condition.notify_all()
         self._thread.join()
 
     def _run(self) -> None:
+        """Refreshes first; in idle time, the reasons of decisions that lack them (at start,
+        everyone's; after a refresh, the refreshed subjects'), a chunk at a time, giving
+        way as soon as new records arrive."""
         while True:
             with self._condition:
-                self._condition.wait_for(lambda: bool(self._queue) or self._stopping)
-                if not self._queue:
-                    return  # stopping, nothing left
-                keys, self._queue = sorted(self._queue), set()
-                self._busy = True
+                self._condition.wait_for(
+                    lambda: bool(self._queue) or self._stopping or self._explain_due
+                )
+                if not self._queue and self._stopping:
+                    return
+                keys = sorted(self._queue)
+                self._queue = set()
+                self._busy = bool(keys)
+                self._interrupt.clear()
+            if not keys:
+                self._explain()
+                continue
             try:
                 self.last = self.refresh(keys)
+                self._explain_due = True
             except Exception:  # the records are stored; the next materialisation has them
                 self.failures += 1
                 _log.exception("refresh of %d subjects failed", len(keys))
@@ -120,6 +136,17 @@ class Refresher:
                 with self._condition:
                     self._busy = False
                     self._condition.notify_all()
+
+    def _explain(self) -> None:
+        started = time.perf_counter()
+        done = self.book.explain_pending(stop=self._interrupt)
+        self.explained += done
+        if not self._interrupt.is_set():
+            self._explain_due = False
+        if done:
+            _log.info(
+                "reasons of %d decisions computed in %.1f s", done, time.perf_counter() - started
+            )
 
     def refresh(self, subject_keys: list[str]) -> RefreshOutcome:
         """Recompute ``subject_keys`` and everyone around them now, on this thread."""
@@ -135,6 +162,7 @@ class Refresher:
             )
         before = {key: self.book.lookup(key) for key in affected if self.watchlists.watchers(key)}
         self.book.update(affected, warnings.filter(warnings[_KEY].is_in(affected)))
+        # Their reasons are computed behind (or on the spot for a caller asking first).
         alerts = self._alerts(before)
         elapsed = time.perf_counter() - started
         _log.info(

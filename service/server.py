@@ -288,7 +288,6 @@ class CreditRiskServer:
         self.metrics_port: int | None = None
         self._metrics_httpd: Any = None
         self._stopped = threading.Event()
-        self._explainer: threading.Thread | None = None
 
     def _set_health(self, status: int) -> None:
         self.health.set("", status)
@@ -305,22 +304,14 @@ class CreditRiskServer:
             self.metrics_port = int(self._metrics_httpd.server_port)
 
     def attach(self, runtime: ServiceRuntime) -> None:
-        """Serve from ``runtime``, report SERVING, and compute the reasons of every
-        decision behind (a subject asked about before its turn is explained on the spot)."""
+        """Serve from ``runtime`` and report SERVING; the runtime's refresher computes the
+        reasons of every decision behind (a subject asked about before its turn is
+        explained on the spot)."""
         self.runtime = runtime
         self.servicer.attach(runtime.scorer, runtime.monitoring)
         self.records.attach(runtime.intake, runtime.refresher.submit)
         self.audit.attach(runtime.decision_log, runtime.store, runtime.scorer.pseudonymiser)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        self._explainer = threading.Thread(
-            target=self._explain, args=(runtime,), name="reasons", daemon=True
-        )
-        self._explainer.start()
-
-    def _explain(self, runtime: ServiceRuntime) -> None:
-        started = time.perf_counter()
-        done = runtime.book.explain_pending(stop=self._stopped)
-        _log.info("reasons of %d decisions computed in %.1f s", done, time.perf_counter() - started)
 
     def load_and_serve(self) -> None:
         self.attach(load_runtime(self.settings))
@@ -335,8 +326,6 @@ class CreditRiskServer:
         self.health.enter_graceful_shutdown()
         wait = self.settings.server.grace_seconds if grace is None else grace
         self._server.stop(wait).wait()
-        if self._explainer is not None:
-            self._explainer.join()
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
             self._metrics_httpd.server_close()
