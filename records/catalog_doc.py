@@ -79,5 +79,44 @@ def render_data_format() -> str:
         "| --- | --- |",
     ]
     out += [f"| `{code}` | {text} |" for code, text in REASONS.items()]
-    out.append("")
+    out += ["", *_LIMITS, ""]
     return "\n".join(out)
+
+
+_LIMITS = [
+    "## Limits and malformed files",
+    "",
+    "What is refused as a whole (`credit-risk ingest` prints `error: FILE: reason` and exits "
+    "1; `Ingestor.ingest_file` raises `IngestError`; nothing is stored, the `ingestion` "
+    "table records the file as `failed` with the reason):",
+    "",
+    "- an empty file, a file without a header line, a header that is not UTF-8, a header "
+    "that is not exactly the table's columns (missing, extra, renamed or repeated columns "
+    "are named), a header longer than the line limit;",
+    "- a CSV whose quoted field is never closed and runs over line ends past a read block "
+    "(records are one per line; a quoted value may not contain a line break);",
+    "- a file that is not Parquet, or is cut short or corrupt (a Parquet file cut anywhere "
+    "loses its footer and is refused before anything is read);",
+    "- a Parquet column of an Arrow type its field cannot hold: any field takes strings "
+    "(also large or dictionary-encoded) or an all-null column; dates `date32`/`date64`; "
+    "timestamps `timestamp` (any unit; with a time zone converted to UTC) or a date; "
+    "amounts and shares integers, `float32`/`float64` or `decimal128`; integers integer "
+    "types; text, codes and identifiers also integers (written as digits). Lists, "
+    "structs, maps, binary, booleans, durations and times are refused, naming the column;",
+    "- a Parquet date or timestamp outside the years 1-9999 (a wrong time unit).",
+    "",
+    "What is rejected per line or row (quarantined with its reason, the rest stored; read "
+    "= accepted + duplicate + rejected): a CSV line that is not valid UTF-8 "
+    "(`invalid_encoding`), a line longer than the line limit (`line_too_long`), a line "
+    "with the wrong number of fields, e.g. cut mid-line or mid-quoted-field at the end of "
+    "a truncated file (`malformed_row`), control characters such as NUL inside a value "
+    "(`invalid_text`, or the rule of the field), text where an amount, date or number "
+    "belongs (that field's reason), a Parquet number that is not finite or out of range.",
+    "",
+    "The line limit is `ingest.csv_block_bytes` (default 16 MiB, environment "
+    "`CREDIT_RISK_INGEST__CSV_BLOCK_BYTES`): the length of one CSV line, its end excluded; "
+    "it is also pyarrow's read block. Lines are read in pieces of 1 MiB and a longer line is "
+    "skipped as it is read, so memory stays bounded by the block whatever the file holds. "
+    "Lines end with `\\n` (or `\\r\\n`); blank lines are skipped. The quarantine "
+    "keeps at most 1,000 characters of a rejected line or value (resident ids masked).",
+]

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from records.normalise import normalise_identifiers
 from records.pseudonym import Pseudonymiser
-from records.readers import BatchSource, open_batches
+from records.readers import BatchSource, open_batches, preview
 from records.store import RecordStore, quote_identifier
 from records.tables import FieldKind, TableSpec, table_spec
 from records.validation import REASONS, ROW_COLUMN, validate_frame
@@ -108,6 +108,7 @@ class _Reject:
     reason: str
     detail: str | None
     raw: dict[str, Any] | str
+    line: int | None = None  # known before parsing (a line held back by the CSV reader)
 
 
 class Ingestor:
@@ -224,10 +225,14 @@ class Ingestor:
                             if source.progress_unit == "rows"
                             else source.bytes_read() - bar.n
                         )
-                summary.read = offset + len(source.malformed)
+                summary.read = offset + len(source.malformed) + len(source.line_rejects)
                 rejects += [
                     _Reject(-1, None, "malformed_row", None, _mask_text(text))
                     for text in source.malformed
+                ]
+                rejects += [
+                    _Reject(-1, None, r.reason, None, _mask_text(r.text), line=r.line)
+                    for r in source.line_rejects
                 ]
                 rejects += _reference_rejects(self.store, spec)
                 rejects += _classify_versions(self.store, spec)
@@ -272,7 +277,7 @@ class Ingestor:
                 self.store.run(f"DROP TABLE {_STAGE}")
         except IngestError:
             raise
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, pl.exceptions.PolarsError) as err:
             self._record_failure(spec, label, digest, size, _describe(err))
             raise IngestError(f"{label}: {_describe(err)}; nothing was stored") from err
         summary.seconds = time.perf_counter() - started
@@ -316,6 +321,8 @@ class Ingestor:
                 )
             ):
                 value = _mask_identifier(value)
+            if isinstance(value, str):
+                value = preview(value)
             out[field_spec.name] = value
         return out
 
@@ -509,7 +516,12 @@ def _quarantine(
     now = _utc_now()
     records = []
     for reject in rejects:
-        line = parsed_lines[reject.row] if reject.row >= 0 else next(malformed, None)
+        if reject.line is not None:
+            line: int | None = reject.line
+        elif reject.row >= 0:
+            line = parsed_lines[reject.row]
+        else:
+            line = next(malformed, None)
         message = _message(reject)
         raw = reject.raw if isinstance(reject.raw, str) else json.dumps(reject.raw, sort_keys=True)
         records.append(

@@ -47,6 +47,8 @@ REASONS: dict[str, str] = {
     "unknown_account": "the account is not known to the store",
     "conflicting_version": "same record and reported_at as a stored version, different content",
     "malformed_row": "the row does not have the header's number of fields",
+    "invalid_encoding": "the line is not valid UTF-8 (CSV)",
+    "line_too_long": "the line is longer than the line limit, ingest.csv_block_bytes (CSV)",
 }
 
 _EARLIEST = date(1900, 1, 1)
@@ -87,15 +89,21 @@ def parse_field(spec: FieldSpec, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
         return _parse_timestamp(col, dtype)
     if kind is FieldKind.AMOUNT and dtype.is_numeric():
         value = col.cast(pl.Float64)
-        ok = value.is_finite() & (value >= 0) & ((value - value.round(2)).abs() < 1e-6)
-        return value.round(2).cast(pl.Decimal(18, 2)), _err(~ok, "invalid_amount")
+        ok = (
+            value.is_finite()
+            & (value >= 0)
+            & (value < 1e16)
+            & ((value - value.round(2)).abs() < 1e-6)
+        )
+        typed = value.round(2).cast(pl.Decimal(18, 2), strict=False)
+        return typed, _err(~ok, "invalid_amount")
     if kind is FieldKind.SHARE and dtype.is_numeric():
         value = col.cast(pl.Float64)
         ok = (value > 0) & (value <= 1) & ((value - value.round(4)).abs() < 1e-9)
-        return value.round(4).cast(pl.Decimal(5, 4)), _err(~ok, "invalid_share")
+        return value.round(4).cast(pl.Decimal(5, 4), strict=False), _err(~ok, "invalid_share")
     if kind is FieldKind.INTEGER and dtype.is_integer():
         ok = col.is_between(spec.minimum, spec.maximum)
-        return col.cast(pl.Int32), _err(~ok, "invalid_integer")
+        return col.cast(pl.Int32, strict=False), _err(~ok, "invalid_integer")
     text = col if dtype == pl.String else col.cast(pl.String)
     if kind is FieldKind.TEXT:
         bad = pl.coalesce(
