@@ -6,7 +6,10 @@
 2. :class:`ErrorInterceptor` turns any problem raised further in into the call's status
    (:mod:`service.status` decides which), an unexpected exception into ``INTERNAL``;
 3. :class:`AuthInterceptor` authenticates the API key, checks the client's role against
-   the method's policy and spends its quota.
+   the method's policy and spends its quota;
+4. :class:`DecodeInterceptor` turns a request that does not parse as its message (random
+   bytes, invalid UTF-8 in a string field) into ``INVALID_ARGUMENT``: grpc would answer
+   ``INTERNAL`` for a request its deserializer cannot read, before any interceptor runs.
 
 grpc runs ``intercept_service`` on its polling thread, so each interceptor only wraps the
 method handler there; the work happens in the wrapped behaviour, on the worker thread that
@@ -26,11 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.clients import Client, ClientRegistry, Role
 from service.logs import CALL_FIELDS
-from service.problems import PermissionDenied, RequestProblem, Unauthenticated
+from service.problems import InvalidRequest, PermissionDenied, RequestProblem, Unauthenticated
 from service.quotas import QuotaBook
 from service.status import failure_of, grpc_status
 
@@ -39,6 +43,7 @@ __all__ = [
     "AuthInterceptor",
     "CallInfo",
     "CallMetrics",
+    "DecodeInterceptor",
     "ErrorInterceptor",
     "MethodPolicy",
     "ObservabilityInterceptor",
@@ -147,13 +152,17 @@ class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                     lambda request, context, inner=inner, streams_out=streams_out: self.around(
                         method, inner, request, context, streams_out
                     ),
-                    handler.request_deserializer,
+                    self.deserializer(handler.request_deserializer),
                     handler.response_serializer,
                 )
         raise ValueError(f"{method}: a method handler without a behaviour")
 
     def applies(self, method: str) -> bool:
         return True
+
+    def deserializer(self, given: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        """The request deserializer of the wrapped handler (by default the same)."""
+        return given
 
     def around(
         self,
@@ -397,3 +406,60 @@ class AuthInterceptor(_WrappingInterceptor):
         if policy.per_call_quota:
             self.quotas.take(client)
         return behaviour(request, context)
+
+
+@dataclass(frozen=True)
+class MalformedRequest:
+    """What a request that does not parse as its message is decoded into."""
+
+    message_type: str
+
+
+class DecodeInterceptor(_WrappingInterceptor):
+    """Innermost: a request that is not a valid message of its type is the caller's
+    problem, ``INVALID_ARGUMENT`` after authentication like any other bad field."""
+
+    def applies(self, method: str) -> bool:
+        return method.startswith(_OURS)
+
+    def deserializer(self, given: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+        if given is None:
+            return None
+        owner = getattr(given, "__self__", None)
+        name = getattr(getattr(owner, "DESCRIPTOR", None), "name", "request")
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return given(data)
+            except Exception:  # DecodeError, or anything else the parser raises on bad bytes
+                return MalformedRequest(name)
+
+        return lenient
+
+    def around(
+        self,
+        method: str,
+        behaviour: Behaviour,
+        request: Any,
+        context: grpc.ServicerContext,
+        streams_out: bool,
+    ) -> Any:
+        if isinstance(request, MalformedRequest):
+            _malformed(request)
+        if not isinstance(request, Message):  # a client stream: check each as it comes
+            request = _decoded(request)
+        return behaviour(request, context)
+
+
+def _malformed(request: MalformedRequest, index: int | None = None) -> None:
+    where = "request" if index is None else f"request[{index}]"
+    raise InvalidRequest(
+        where, "malformed", f"{where} is not a valid {request.message_type} message"
+    )
+
+
+def _decoded(requests: Iterator[Any]) -> Iterator[Any]:
+    for index, request in enumerate(requests):
+        if isinstance(request, MalformedRequest):
+            _malformed(request, index)
+        yield request

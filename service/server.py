@@ -46,6 +46,7 @@ from service.intake import RecordIntake
 from service.interceptors import (
     AuthInterceptor,
     CallMetrics,
+    DecodeInterceptor,
     ErrorInterceptor,
     ObservabilityInterceptor,
 )
@@ -242,6 +243,7 @@ class CreditRiskServer:
                 ObservabilityInterceptor(self.metrics),
                 ErrorInterceptor(),
                 AuthInterceptor(self.clients, self.quotas),
+                DecodeInterceptor(),
             ],
             options=options,
             maximum_concurrent_rpcs=None,
