@@ -110,3 +110,119 @@ def test_no_resident_id_leaves_the_service(
     for rid in [*known, *unknown, broken]:
         for where, text in haystacks.items():
             assert rid not in text, f"a resident id appears in {where}"
+
+
+def test_no_resident_id_leaves_the_monitoring_paths(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    """Records reported with resident ids (stored, rejected, for unknown persons), persons
+    watched (with and without consent) and their alerts: the numbers appear nowhere."""
+    import shutil
+
+    from conftest import service_settings
+
+    from creditrisk.v1 import records_pb2, records_pb2_grpc
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(service_data.pristine, data_dir)
+    server = CreditRiskServer(service_settings(data_dir))
+    server.start()
+    sink = io.StringIO()
+    handler = configure_logging("INFO", sink)
+    said: list[str] = []
+    try:
+        server.load_and_serve()
+        runtime = server.runtime
+        assert runtime is not None and runtime.book.as_of is not None
+        as_of = runtime.book.as_of.isoformat()
+        pseudonymiser = runtime.scorer.pseudonymiser
+        known = [
+            rid
+            for rid in service_data.frames["natural_person"]["resident_id"].to_list()[:300]
+            if runtime.book.lookup(pseudonymiser.person_key(rid)) is not None
+        ][:6]
+        unknown = make_resident_id(7, birth="19700101")
+        broken = known[1][:-1] + ("0" if known[1][-1] != "0" else "1")
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            credit = credit_risk_pb2_grpc.CreditRiskStub(channel)
+            lender = bearer(service_data.keys["lender"])
+            for i, rid in enumerate([*known, unknown, broken]):
+                for consent in ("", f"consent-{i}"):
+                    try:
+                        said.append(
+                            str(
+                                credit.Watch(
+                                    credit_risk_pb2.WatchlistRequest(
+                                        subjects=[
+                                            credit_risk_pb2.WatchedSubject(
+                                                subject=common_pb2.Subject(resident_id=rid),
+                                                reference=f"loan-{i}",
+                                                authorization_id=consent,
+                                            )
+                                        ]
+                                    ),
+                                    metadata=lender,
+                                )
+                            )
+                        )
+                    except grpc.RpcError as err:
+                        said.append(f"{err.code()} {err.details()} {err.trailing_metadata()}")
+            alerts = credit.WatchAlerts(
+                credit_risk_pb2.WatchRequest(after_alert_id=0), metadata=lender
+            )
+
+            def row(rid: str, n: int) -> records_pb2.Row:
+                return records_pb2.Row(
+                    fields={
+                        "record_id": f"PRIV-{n}",
+                        "kind": "dishonest_debtor",
+                        "subject_type": "person",
+                        "subject_id": rid,
+                        "event_date": as_of,
+                        "amount": "1000.00",
+                        "status": "active",
+                        "reported_at": f"{as_of}T08:00:00",
+                    },
+                    reference=f"line-{n}",
+                )
+
+            summary = records_pb2_grpc.RecordsStub(channel).SubmitRecords(
+                iter(
+                    [
+                        records_pb2.RecordBatch(
+                            table=records_pb2.RECORD_TABLE_PUBLIC_RECORD,
+                            rows=[row(known[0], 1), row(unknown, 2), row(broken, 3)],
+                        )
+                    ]
+                ),
+                metadata=bearer(service_data.keys["reporter"]),
+            )
+            said.append(str(summary))
+            assert (summary.accepted, summary.rejected) == (1, 2)
+            for alert in alerts:
+                said.append(str(alert))
+                if alert.kind == credit_risk_pb2.ALERT_KIND_RAISED:
+                    break
+            alerts.cancel()
+        with runtime.store.cursor() as cursor:
+            stored = [
+                str(row)
+                for table in ("watchlist", "alert", "public_record", "quarantine", "ingestion")
+                for row in cursor.query(f"SELECT * FROM {table}")
+            ]
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        server.stop(1)
+    written = [p.read_bytes().decode("utf-8", "replace") for p in (data_dir / "audit").glob("*")]
+    pseudonym = pseudonymiser.person_key(known[0])
+    assert pseudonym in "\n".join(stored) and pseudonym in "\n".join(said), "the traffic got there"
+    haystacks = {
+        "logs": sink.getvalue(),
+        "answers, alerts and errors": "\n".join(said),
+        "decision log": "\n".join(written),
+        "store (watchlists, alerts, records, quarantine, ingestion)": "\n".join(stored),
+    }
+    for rid in [*known, unknown, broken]:
+        for where, text in haystacks.items():
+            assert rid not in text, f"a resident id appears in {where}"
