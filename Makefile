@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/creditrisk/v1/*.proto)
 GENERATED := creditrisk/v1/.generated-stamp
 PACKAGES := records features models audit service settings
 
-.PHONY: all venv proto lint test serve clean demo-data
+.PHONY: all venv proto lint test serve soak clean demo-data
 
 all: test
 
@@ -38,6 +38,13 @@ test: lint
 # Bootstraps, makes what var/ lacks (demo province, model, features, client keys), serves.
 serve: $(GENERATED)
 	$(VENV)/bin/credit-risk serve --demo
+
+# Minutes of mixed traffic against a server in another process (makes the demo data in
+# var/ first if it lacks it); figures into benchmarks/results/soak.json.
+SOAK_MINUTES ?= 5
+soak: $(GENERATED)
+	$(PY) benchmarks/soak.py --data-dir var --minutes $(SOAK_MINUTES) \
+		--out benchmarks/results/soak.json
 
 clean:
 	rm -rf creditrisk build *.egg-info .mypy_cache .ruff_cache .pytest_cache
