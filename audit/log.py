@@ -153,6 +153,17 @@ class _Request:
     receipts: list[Receipt] | None = None
     error: BaseException | None = None
     done: bool = field(default=False)
+    # Held from creation until the writer is done with the request: a waiter blocks on
+    # the lock itself, so a commit wakes exactly its own waiters, in C (a Condition's
+    # notify_all woke every waiting call thread for each group commit).
+    finished: Any = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.finished.acquire()
+
+    def finish(self) -> None:
+        self.done = True
+        self.finished.release()
 
 
 class PendingAppend:
@@ -192,7 +203,6 @@ class DecisionLog:
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._done = threading.Condition(self._lock)
         self._queue: deque[_Request] = deque()
         self._closing = False
         self._closed = False
@@ -269,10 +279,10 @@ class DecisionLog:
             self._work.notify()
 
     def _wait(self, requests: list[_Request]) -> list[Receipt]:
-        with self._lock:
-            last = requests[-1]  # one writer, in queue order: the last done means all done
-            while not last.done:
-                self._done.wait()
+        last = requests[-1]  # one writer, in queue order: the last done means all done
+        if not last.done:
+            with last.finished:  # released by the writer; released again for other waiters
+                pass
         receipts: list[Receipt] = []
         for request in requests:
             if request.error is not None:
@@ -306,15 +316,16 @@ class DecisionLog:
                 if failure is not None:
                     self._failure = failure
                     for request in batch:
-                        request.error, request.done = failure, True
+                        request.error = failure
+                        request.finish()
                 else:
                     for request, got in zip(batch, receipts, strict=True):
-                        request.receipts, request.done = got, True
+                        request.receipts = got
+                        request.finish()
                     self._committed = self._next_sequence
                     self._entries += count
                     self._batches += 1
                     self._largest = max(self._largest, count)
-                self._done.notify_all()
             if failure is None:
                 try:
                     self._write_head(durable=False)
