@@ -340,6 +340,24 @@ def _export_directory(engine: DaskEngine) -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _pinned(client: Any, frame: Any, workers: list[str]) -> tuple[Any, list[int]]:
+    """``frame`` with partition i read into memory on ``workers[i mod len(workers)]`` (the
+    workers in address order), so that every worker holds data and becomes a LightGBM
+    machine; left to itself the scheduler may put every partition on one worker. Returns
+    the pinned frame and how many partitions each worker holds."""
+    import dask.dataframe as dd
+    from distributed import wait
+
+    meta = frame._meta
+    futures = [
+        client.compute(part, workers=[workers[index % len(workers)]], allow_other_workers=False)
+        for index, part in enumerate(frame.to_delayed())
+    ]
+    wait(futures)  # type: ignore[no-untyped-call]
+    counts = [len(range(index, len(futures), len(workers))) for index in range(len(workers))]
+    return dd.from_delayed(futures, meta=meta, verify_meta=False), counts
+
+
 class DaskFitter:
     """Fits the booster on a Dask cluster (see the module docstring); a
     :data:`models.training.BoosterFitter`."""
@@ -383,6 +401,7 @@ class DaskFitter:
                     raise RuntimeError(
                         f"dask read {frame.npartitions} partitions from {partitions} files"
                     )
+                frame, placement = _pinned(client, frame, sorted(nthreads))
                 model = DaskLGBMClassifier(
                     client=client, n_estimators=params.num_boost_round, **lgb_params
                 )
@@ -410,6 +429,7 @@ class DaskFitter:
                 "lightgbm_machines": _machines(model_text),
                 "threads_per_worker": sorted(set(nthreads.values())),
                 "partitions": partitions,
+                "partitions_per_worker": placement,
                 "partition_key": [TYPE, KEY],
                 "partition_rule": PARTITION_RULE,
                 "exported_rows": "fit",
