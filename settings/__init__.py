@@ -21,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["ConfigFileError", "Settings", "load_settings"]
+__all__ = ["ConfigFileError", "MonitoringSettings", "Settings", "load_settings"]
 
 CONFIG_ENV_VAR = "CREDIT_RISK_CONFIG"
 

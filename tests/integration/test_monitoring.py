@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 import grpc
 import polars as pl
@@ -27,6 +28,7 @@ from creditrisk.v1 import (
 )
 from service.clients import ClientRegistry
 from service.server import CreditRiskServer
+from settings import MonitoringSettings
 
 
 class Monitored:
@@ -47,7 +49,13 @@ def monitored(
 ) -> Iterator[Monitored]:
     data_dir = tmp_path_factory.mktemp("monitoring") / "data"
     shutil.copytree(service_data.pristine, data_dir)
-    settings = service_settings(data_dir)
+    settings = service_settings(data_dir, max_stream_items=8).model_copy(
+        update={
+            "monitoring": MonitoringSettings(
+                max_batch_rows=50, max_watch_subjects=40, max_watch_streams=3
+            )
+        }
+    )
     registry = ClientRegistry(settings.clients_path)
     keys = {
         "lender": service_data.keys["lender"],
@@ -426,3 +434,42 @@ def test_only_lenders_watch_and_only_reporters_submit(monitored: Monitored) -> N
         with pytest.raises(grpc.RpcError) as caught:
             call(monitored.meta(who))
         assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_the_limits_on_batches_streams_and_watchlists(
+    monitored: Monitored, service_data: ServiceData
+) -> None:
+    def code(action: Any) -> grpc.StatusCode:
+        try:
+            action()
+        except grpc.RpcError as err:
+            return err.code()  # type: ignore[no-any-return]
+        return grpc.StatusCode.OK
+
+    table = records_pb2.RECORD_TABLE_PUBLIC_RECORD
+    reporter = monitored.meta("reporter")
+    too_many_rows = records_pb2.RecordBatch(table=table, rows=[records_pb2.Row()] * 51)
+    assert (
+        code(lambda: monitored.records.SubmitRecords(iter([too_many_rows]), metadata=reporter))
+        is grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    small = records_pb2.RecordBatch(table=table, rows=[records_pb2.Row()])
+    assert (
+        code(lambda: monitored.records.SubmitRecords(iter([small] * 9), metadata=reporter))
+        is grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    usccs = service_data.frames["legal_entity"]["uscc"].unique().to_list()[:41]
+    request = credit_risk_pb2.WatchlistRequest(
+        subjects=[credit_risk_pb2.WatchedSubject(subject=common_pb2.Subject(uscc=u)) for u in usccs]
+    )
+    lender = monitored.meta("other-lender")
+    assert code(lambda: monitored.credit.Watch(request, metadata=lender)) is (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    # Four streams at once where three may be open: one is refused, whichever came last.
+    streams = [
+        monitored.credit.WatchAlerts(credit_risk_pb2.WatchRequest(), metadata=lender, timeout=3)
+        for _ in range(4)
+    ]
+    codes = sorted(code(lambda s=stream: list(s)).name for stream in streams)
+    assert codes == ["DEADLINE_EXCEEDED"] * 3 + ["RESOURCE_EXHAUSTED"]
