@@ -10,14 +10,17 @@ local engine; only the booster is fitted differently:
    (``crc32(subject_type TAB subject_key) mod partitions``, canonical order inside);
 2. the files are read back with ``dask.dataframe.read_parquet`` (with dask's I/O fusion
    off: ``optimization.tune.active = False``; with it on, fused partitions make
-   ``lightgbm.dask`` fail with ``zip() argument 2 is shorter``);
-3. ``DaskLGBMClassifier`` fits ``num_boost_round`` trees with the local path's LightGBM
-   parameters (:meth:`TrainingParams.lightgbm_params`; only the thread count, which Dask
-   sets per worker, and the distributed tree learner differ), its monotone constraints and
+   ``lightgbm.dask`` fail with ``zip() argument 2 is shorter``), partition i pinned to
+   worker i mod workers so that every worker trains;
+3. ``DaskLGBMClassifier`` fits with the local path's LightGBM parameters
+   (:meth:`TrainingParams.lightgbm_params`; only the thread count, which Dask sets per
+   worker, and the distributed tree learner differ), its monotone constraints and
    categorical features;
-4. early stopping is not available in distributed LightGBM, so the number of trees is
-   chosen afterwards by the local path's rule on the same holdout (:func:`holdout_best_iteration`)
-   and the model is cut there: a plain LightGBM text model, saved like the local one's.
+4. distributed LightGBM has no early stopping on a validation set, so every worker runs
+   :class:`HoldoutStopper` on the whole holdout (all stop on the same iteration), and the
+   driver cuts the model by the same rule (:func:`holdout_best_iteration`, equal to
+   ``lightgbm.early_stopping``'s choice): a plain LightGBM text model, saved like the local
+   one's.
 
 Distributed LightGBM is not bit-reproducible from run to run (see
 ``docs/distributed-training.md``): what is pinned and what varied is recorded in the
