@@ -79,14 +79,16 @@ class DaskEngine:
     """Where and how to train: an existing cluster (``scheduler``) or a LocalCluster of
     ``workers`` single-threaded worker processes. ``partitions`` defaults to two per
     worker. The Parquet files go under ``export_dir`` (it must be readable by every worker:
-    a shared volume for a remote cluster), by default a temporary directory removed after
-    training; files in a given ``export_dir`` are kept."""
+    a shared volume for a remote cluster), by default a temporary directory (under
+    ``scratch_dir`` if given) removed after training; files in a given ``export_dir`` are
+    kept."""
 
     scheduler: str | None = None
     workers: int = 2
     threads_per_worker: int = 1
     partitions: int | None = None
     export_dir: Path | None = None
+    scratch_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.scheduler is not None and not self.scheduler.strip():
@@ -336,7 +338,9 @@ def _export_directory(engine: DaskEngine) -> Iterator[Path]:
             raise ValueError(f"export directory {directory} is not empty")
         yield directory
         return
-    directory = Path(tempfile.mkdtemp(prefix="credit-risk-train-"))
+    if engine.scratch_dir is not None:
+        engine.scratch_dir.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="credit-risk-train-", dir=engine.scratch_dir))
     try:
         yield directory
     finally:

@@ -40,15 +40,14 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _engine_options(
+def _check_engine_options(
     engine: str,
     scheduler: str | None,
     workers: int | None,
     partitions: int | None,
     export_dir: Path | None,
-) -> DaskEngine | None:
-    """The Dask engine asked for (a ``models.dask_training.DaskEngine``), None for the local
-    one; a usage error for options that do not go with the engine."""
+) -> None:
+    """A usage error for options that do not go with the engine."""
     if engine == "dask" and scheduler is None:
         raise click.UsageError(
             "--engine dask trains on an existing Dask cluster and needs --scheduler ADDRESS "
@@ -65,7 +64,15 @@ def _engine_options(
         for name, value in (("--partitions", partitions), ("--export-dir", export_dir)):
             if value is not None:
                 raise click.UsageError(f"{name} goes with --engine dask or dask-local")
-        return None
+
+
+def _dask_engine(
+    scheduler: str | None,
+    workers: int | None,
+    partitions: int | None,
+    export_dir: Path | None,
+    data_dir: Path,
+) -> DaskEngine:
     from models.dask_training import DaskEngine
 
     return DaskEngine(
@@ -73,6 +80,8 @@ def _engine_options(
         workers=workers if workers is not None else 2,
         partitions=partitions,
         export_dir=export_dir,
+        # The data directory is the volume a deployment shares with its Dask workers.
+        scratch_dir=data_dir / "tmp",
     )
 
 
@@ -154,7 +163,8 @@ def _engine_options(
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Where the Parquet partitions are written and kept (Dask engines; it must be "
-    "readable by every worker). Default: a temporary directory, removed afterwards.",
+    "readable by every worker). Default: a temporary directory under <data dir>/tmp, "
+    "removed afterwards.",
 )
 def train(
     data_dir: Path | None,
@@ -182,13 +192,15 @@ def train(
     from models.training import train as train_model
     from records.runtime import open_store
 
-    dask_engine = _engine_options(engine, scheduler, workers, partitions, export_dir)
+    _check_engine_options(engine, scheduler, workers, partitions, export_dir)
+    settings = settings_from(data_dir, config_file)
+    dask_engine = None
     fitter = None
-    if dask_engine is not None:
+    if engine != "local":
         from models.dask_training import DaskFitter
 
+        dask_engine = _dask_engine(scheduler, workers, partitions, export_dir, settings.data_dir)
         fitter = DaskFitter(dask_engine)
-    settings = settings_from(data_dir, config_file)
     try:
         dates = monthly_dates(as_of_end.date(), months + validation_months)
     except ValueError as err:

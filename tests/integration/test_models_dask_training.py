@@ -212,7 +212,8 @@ def test_an_existing_cluster_is_reached_by_its_scheduler_address(
     assert engine["scheduler"] == cluster.scheduler_address
     # Partitions are pinned round-robin, so both workers train even with 3 partitions.
     assert engine["partitions_per_worker"] == [2, 1] and engine["lightgbm_machines"] == 2
-    assert engine["parquet"]["kept_in"] is None  # the temporary export is gone
+    assert engine["parquet"]["kept_in"] is None  # exported under <data dir>/tmp, then removed
+    assert (data_dir / "tmp").is_dir() and not any((data_dir / "tmp").iterdir())
     assert (
         manifest["data"]["fingerprints"]
         == _manifest(data_dir, dask_run["version"])["data"]["fingerprints"]
