@@ -90,13 +90,15 @@ _LIMITS = [
     "1; `Ingestor.ingest_file` raises `IngestError`; nothing is stored, the `ingestion` "
     "table records the file as `failed` with the reason):",
     "",
-    "- an empty file, a file without a header line, a header that is not UTF-8, a header "
+    "- an empty file, a file without a header line, a header that is not UTF-8 or not a "
+    "CSV line, a header "
     "that is not exactly the table's columns (missing, extra, renamed or repeated columns "
     "are named), a header longer than the line limit;",
     "- a CSV whose quoted field is never closed and runs over line ends past a read block "
     "(records are one per line; a quoted value may not contain a line break);",
-    "- a file that is not Parquet, or is cut short or corrupt (a Parquet file cut anywhere "
-    "loses its footer and is refused before anything is read);",
+    "- a file that is not Parquet, or is cut short or corrupt, strings that are not UTF-8 "
+    "included (a Parquet file cut anywhere loses its footer and is refused before anything "
+    "is read);",
     "- a Parquet column of an Arrow type its field cannot hold: any field takes strings "
     "(also large or dictionary-encoded) or an all-null column; dates `date32`/`date64`; "
     "timestamps `timestamp` (any unit; with a time zone converted to UTC) or a date; "

@@ -584,7 +584,8 @@ def _mask_identifier(value: str) -> str:
 
 
 def _mask_text(text: str) -> str:
-    return re.sub(r"\d{6}(\d{5}|\d{8})(\d{3}[0-9Xx]|\d{1})", _mask_match, text)
+    # An 18-character number (17 digits and a check character) first, else 15 digits.
+    return re.sub(r"\d{17}[0-9Xx]|\d{15}", _mask_match, text)
 
 
 def _mask_match(match: Any) -> str:

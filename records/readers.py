@@ -120,7 +120,10 @@ def _read_header(path: Path, max_bytes: int) -> list[str]:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError("header line is not valid UTF-8") from None
-    return next(csv.reader([text.rstrip("\r\n")]))
+    try:
+        return next(csv.reader([text.rstrip("\r\n")]))
+    except csv.Error as err:  # e.g. a carriage return inside the line
+        raise ValueError(f"header line is not a CSV line ({err})") from None
 
 
 def _open_csv(path: Path, spec: TableSpec, block_bytes: int) -> BatchSource:
@@ -284,8 +287,12 @@ def _open_parquet(path: Path, spec: TableSpec, batch_rows: int) -> BatchSource:
             for record_batch in parquet.iter_batches(
                 batch_size=batch_rows, columns=list(spec.field_names)
             ):
+                record_batch.validate(full=True)  # strings not UTF-8 crash polars
                 _check_temporal_range(record_batch, offset)
                 offset += record_batch.num_rows
+                # Without the file's metadata (polars panics on metadata that is not UTF-8).
+                plain = pa.schema([pa.field(f.name, f.type) for f in record_batch.schema])
+                record_batch = pa.RecordBatch.from_arrays(record_batch.columns, schema=plain)
                 frame = pl.from_arrow(pa.Table.from_batches([record_batch]))
                 assert isinstance(frame, pl.DataFrame)
                 yield frame

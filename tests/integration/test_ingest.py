@@ -247,7 +247,7 @@ def test_a_failure_midway_leaves_the_store_as_before(
     path = write_csv(tmp_path / "le.csv", [entity_row(i) for i in range(1, 3001)])
     with path.open("ab") as handle:  # far past the first 64 KiB block, a quote never closed
         handle.write(b'"an open quote,\n' + b"more,lines\n" * 20_000)
-    with pytest.raises(IngestError, match="quoted field is never closed.*nothing was stored"):
+    with pytest.raises(IngestError, match=r"quoted field is never closed.*nothing was stored"):
         ingestor.ingest_file("legal_entity", path)
     assert store.count("legal_entity") == 0
     assert store.count("quarantine") == 0
