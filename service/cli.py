@@ -21,6 +21,7 @@ from service.demo_cli import demo_data
 from service.features_cli import features
 from service.models_cli import compile_model, report, train, train_table
 from service.server_cli import clients, health, score, serve
+from service.watch_cli import alerts, watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,8 @@ main.add_command(health)
 main.add_command(audit)
 main.add_command(score_batch)
 main.add_command(demo_data)
+main.add_command(watch)
+main.add_command(alerts)
 
 
 @main.command("store-info")

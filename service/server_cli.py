@@ -13,11 +13,17 @@ from typing import Any
 import click
 
 from records.tables import INQUIRY_PURPOSES
-from service.cli_common import common_options, settings_from
+from service.cli_common import (
+    API_KEY_ENV,
+    ClientOptions,
+    client_options,
+    common_options,
+    open_channel,
+    rpc_error,
+    settings_from,
+)
 
 __all__ = ["clients", "health", "score", "serve"]
-
-API_KEY_ENV = "CREDIT_RISK_API_KEY"
 
 
 @click.command()
@@ -123,6 +129,7 @@ def _print_ready(target: str, server: Any, keys: dict[str, str], sample: str | N
 
 
 @click.command()
+@client_options
 @click.option("--uscc", default=None, help="Unified Social Credit Code of a legal entity.")
 @click.option("--resident-id", default=None, help="Resident identity number of a person.")
 @click.option(
@@ -132,28 +139,8 @@ def _print_ready(target: str, server: Any, keys: dict[str, str], sample: str | N
 @click.option("--request-id", default="", help="Idempotency key.")
 @click.option("--explain", is_flag=True, help="Ask for the reason codes.")
 @click.option("--warnings-only", is_flag=True, help="Call GetWarnings instead of Score.")
-@click.option("--target", default="127.0.0.1:50051", show_default=True)
-@click.option("--key", envvar=API_KEY_ENV, default=None, help=f"API key (or ${API_KEY_ENV}).")
-@click.option(
-    "--ca",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="CA certificate (PEM) to trust: connect with TLS.",
-)
-@click.option(
-    "--cert",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Client certificate (PEM), for mutual TLS.",
-)
-@click.option(
-    "--cert-key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Client certificate's private key (PEM).",
-)
-@click.option("--timeout", type=float, default=10.0, show_default=True)
 def score(
+    client: ClientOptions,
     uscc: str | None,
     resident_id: str | None,
     purpose: str,
@@ -161,38 +148,21 @@ def score(
     request_id: str,
     explain: bool,
     warnings_only: bool,
-    target: str,
-    key: str | None,
-    ca: Path | None,
-    cert: Path | None,
-    cert_key: Path | None,
-    timeout: float,
 ) -> None:
     """Score one subject through a running server and print the answer as JSON."""
     import grpc
     from google.protobuf.json_format import MessageToDict
-    from grpc_status import rpc_status
 
     from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc
     from service.codec import PURPOSE_VALUES
 
     if (uscc is None) == (resident_id is None):
         raise click.UsageError("give exactly one of --uscc or --resident-id")
-    if not key:
-        raise click.UsageError(f"no API key: pass --key or set ${API_KEY_ENV}")
+    metadata = client.metadata()
     subject = common_pb2.Subject(uscc=uscc) if uscc else common_pb2.Subject(resident_id=resident_id)
     purpose_value = PURPOSE_VALUES[purpose]
-    if ca is not None:
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=ca.read_bytes(),
-            private_key=cert_key.read_bytes() if cert_key else None,
-            certificate_chain=cert.read_bytes() if cert else None,
-        )
-        channel = grpc.secure_channel(target, credentials)
-    else:
-        channel = grpc.insecure_channel(target)
+    channel = open_channel(client)
     stub = credit_risk_pb2_grpc.CreditRiskStub(channel)  # type: ignore[no-untyped-call]
-    metadata = (("authorization", f"Bearer {key}"),)
     try:
         if warnings_only:
             response: Any = stub.GetWarnings(
@@ -203,7 +173,7 @@ def score(
                     request_id=request_id,
                 ),
                 metadata=metadata,
-                timeout=timeout,
+                timeout=client.timeout,
             )
         else:
             response = stub.Score(
@@ -215,26 +185,10 @@ def score(
                     explain=explain,
                 ),
                 metadata=metadata,
-                timeout=timeout,
+                timeout=client.timeout,
             )
     except grpc.RpcError as err:
-        problem: dict[str, Any] = {"code": err.code().name, "message": err.details()}
-        status = rpc_status.from_call(err)
-        if status is not None:
-            from google.rpc import error_details_pb2
-
-            for detail in status.details:
-                if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    problem["field_violations"] = [
-                        {"field": v.field, "reason": v.reason} for v in bad.field_violations
-                    ]
-                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                    retry = error_details_pb2.RetryInfo()
-                    detail.Unpack(retry)
-                    problem["retry_after_seconds"] = retry.retry_delay.ToTimedelta().total_seconds()
-        click.echo(json.dumps({"error": problem}, ensure_ascii=False), err=True)
+        click.echo(json.dumps({"error": rpc_error(err)}, ensure_ascii=False), err=True)
         sys.exit(1)
     finally:
         channel.close()

@@ -10,12 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
 import polars as pl
 import pytest
-from conftest import ServiceData, bearer, rpc_details, service_settings
+from conftest import ServiceData, bearer, make_uscc, rpc_details, service_settings
 
 from creditrisk.v1 import (
     audit_pb2,
@@ -473,3 +474,61 @@ def test_the_limits_on_batches_streams_and_watchlists(
     ]
     codes = sorted(code(lambda s=stream: list(s)).name for stream in streams)
     assert codes == ["DEADLINE_EXCEEDED"] * 3 + ["RESOURCE_EXHAUSTED"]
+
+
+def test_the_watch_and_alerts_commands(
+    monitored: Monitored, service_data: ServiceData, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+
+    from test_service_process import BIN
+
+    usccs = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:3]
+    env = {**os.environ, "CREDIT_RISK_API_KEY": monitored.keys["lender"]}
+    target = ["--target", f"127.0.0.1:{monitored.server.port}"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "credit-risk"), *args, *target],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    good = tmp_path / "portfolio.txt"
+    good.write_text(f"# our book\n{usccs[0]},loan-1\n\n{usccs[1]}\n")
+    added = run("watch", "add", str(good))
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["subjects"] == 2
+    bad = tmp_path / "bad.txt"
+    for wrong, code in (("91330106MA2XXXXX0", "INVALID_ARGUMENT"), (make_uscc(999), "NOT_FOUND")):
+        bad.write_text(f"{usccs[2]},loan-3\n\n{wrong},loan-4\n")
+        refused = run("watch", "add", str(bad))
+        assert refused.returncode == 1
+        problem = json.loads(refused.stderr)["error"]
+        assert (problem["code"], problem["line"]) == (code, 3), "the file line of the bad item"
+    removed = run("watch", "remove", str(good))
+    assert removed.returncode == 0 and json.loads(removed.stdout)["changed"] == 2
+    # A new listing of a watched company: the alerts command prints its alert.
+    (company, _), *_ = _clean_companies(monitored, service_data.frames)
+    mine = tmp_path / "mine.txt"
+    mine.write_text(f"{company},loan-9\n")
+    assert run("watch", "add", str(mine)).returncode == 0
+    runtime = monitored.server.runtime
+    assert runtime is not None
+    last = runtime.monitoring.alerts.last_id("demo-lender")
+    listing = _dishonest("", "T-CLI-1", _as_of(monitored))
+    listing.fields.update({"subject_type": "entity", "subject_id": company})
+    _submit(monitored, [listing])
+    streamed = run(
+        "alerts", "--after", str(last), "--kind", "raised", "--count", "1", "--seconds", "20"
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    (line,) = streamed.stdout.splitlines()
+    alert = json.loads(line)
+    assert (alert["subject"]["uscc"], alert["watch_reference"]) == (company, "loan-9")
+    assert alert["warning"]["code"] == "W_DISHONEST_DEBTOR" and int(alert["alert_id"]) > last
