@@ -19,7 +19,7 @@ from service.batch_cli import score_batch
 from service.cli_common import common_options, settings_from
 from service.demo_cli import demo_data
 from service.features_cli import features
-from service.models_cli import compile_model, report, train, train_table
+from service.models_cli import compile_model, promote, report, train, train_table
 from service.server_cli import clients, health, score, serve
 from service.watch_cli import alerts, watch
 
@@ -35,6 +35,7 @@ main.add_command(train)
 main.add_command(report)
 main.add_command(train_table)
 main.add_command(compile_model)
+main.add_command(promote)
 main.add_command(serve)
 main.add_command(score)
 main.add_command(clients)

@@ -441,3 +441,26 @@ def compile_model(
         "seconds": round(time.perf_counter() - started, 2),
     }
     click.echo(json.dumps(summary))
+
+
+@click.command()
+@common_options
+@click.argument("version")
+def promote(data_dir: Path | None, config_file: Path | None, version: str) -> None:
+    """Make VERSION the model served by default (e.g. one trained with --no-current and
+    judged first); its artifacts are verified against their hashes first. A running
+    server keeps its model until it restarts. Prints the previous and new versions."""
+    from models.registry import ModelNotFoundError, ModelRegistry, RegistryError
+
+    registry = ModelRegistry(settings_from(data_dir, config_file).data_dir)
+    previous = registry.current()
+    try:
+        registry.load(version)  # hashes, format and the running catalog
+        registry.set_current(version)
+    except ModelNotFoundError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(3)
+    except RegistryError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    click.echo(json.dumps({"previous": previous, "current": version}))

@@ -101,3 +101,46 @@ def test_errors_are_reported_plainly(data_dir: Path, trained: dict[str, object])
         str(data_dir),
     )
     assert not_month_end.returncode == 2 and "last day of a month" in not_month_end.stderr
+
+
+def test_a_model_trained_aside_is_promoted_after_verification(
+    data_dir: Path, trained: dict[str, object]
+) -> None:
+    aside = credit_risk(
+        "train",
+        "--as-of-end",
+        "2025-05-31",
+        "--months",
+        "6",
+        "--validation-months",
+        "2",
+        "--seed",
+        "6",
+        "--max-trees",
+        "30",
+        "--no-current",
+        "--data-dir",
+        str(data_dir),
+    )
+    assert aside.returncode == 0, aside.stderr
+    version = json.loads(aside.stdout)["version"]
+    registry = ModelRegistry(data_dir)
+    assert registry.current() == trained["version"] != version
+    promoted = credit_risk("promote", version, "--data-dir", str(data_dir))
+    assert promoted.returncode == 0, promoted.stderr
+    assert json.loads(promoted.stdout) == {"previous": trained["version"], "current": version}
+    assert registry.current() == version
+    unknown = credit_risk("promote", "20200101T000000Z-00000000", "--data-dir", str(data_dir))
+    assert unknown.returncode == 3 and registry.current() == version
+    # A tampered artifact is refused, and the current model stays.
+    model_file = registry.path(str(trained["version"])) / "model.txt"
+    original = model_file.read_bytes()
+    model_file.write_bytes(original + b"\n")
+    try:
+        tampered = credit_risk("promote", str(trained["version"]), "--data-dir", str(data_dir))
+        assert tampered.returncode == 2 and "sha256" in tampered.stderr
+        assert registry.current() == version
+    finally:
+        model_file.write_bytes(original)
+    back = credit_risk("promote", str(trained["version"]), "--data-dir", str(data_dir))
+    assert back.returncode == 0
