@@ -126,6 +126,17 @@ def _print_ready(target: str, server: Any, keys: dict[str, str], sample: str | N
             f"--target {target} --uscc {uscc} --explain",
             err=True,
         )
+        click.echo("post-loan monitoring: watch the subject, then stream its alerts:", err=True)
+        click.echo(
+            f"  echo {uscc},loan-1 > portfolio.txt && {API_KEY_ENV}={keys['demo-lender']} "
+            f".venv/bin/credit-risk watch add portfolio.txt --target {target}",
+            err=True,
+        )
+        click.echo(
+            f"  {API_KEY_ENV}={keys['demo-lender']} .venv/bin/credit-risk alerts "
+            f"--target {target}    # alerts follow records reported over Records.SubmitRecords",
+            err=True,
+        )
 
 
 @click.command()
