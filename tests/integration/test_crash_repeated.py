@@ -148,6 +148,8 @@ def test_ten_sigkills_under_load_lose_nothing_acknowledged(
         decisions += load.decisions
         records += load.records
     assert len(decisions) > 100 and len(records) > 40, "each life was under load"
+    # Shown with `pytest -s`; recorded in benchmarks/README.md.
+    print(f"\n{ROUNDS} kills: {len(decisions)} decisions and {len(records)} records acknowledged")
 
     verified = subprocess.run(
         [str(BIN / "credit-risk"), "audit", "verify", "--data-dir", str(data_dir)],
