@@ -90,8 +90,8 @@ _LIMITS = [
     "1; `Ingestor.ingest_file` raises `IngestError`; nothing is stored, the `ingestion` "
     "table records the file as `failed` with the reason):",
     "",
-    "- an empty file, a file without a header line, a header that is not UTF-8 or not a "
-    "CSV line, a header "
+    "- an empty file, a file without a header line (or starting with a blank line), a header "
+    "that is not UTF-8 or not a CSV line, a header "
     "that is not exactly the table's columns (missing, extra, renamed or repeated columns "
     "are named), a header longer than the line limit;",
     "- a CSV whose quoted field is never closed and runs over line ends past a read block "
@@ -119,6 +119,8 @@ _LIMITS = [
     "`CREDIT_RISK_INGEST__CSV_BLOCK_BYTES`): the length of one CSV line, its end excluded; "
     "it is also pyarrow's read block. Lines are read in pieces of 1 MiB and a longer line is "
     "skipped as it is read, so memory stays bounded by the block whatever the file holds. "
-    "Lines end with `\\n` (or `\\r\\n`); blank lines are skipped. The quarantine "
+    "Lines end with `\\n` (or `\\r\\n`); blank lines are skipped; a carriage return "
+    "alone refuses the file in the header and ends a record elsewhere (line numbers count "
+    "`\\n` only). The quarantine "
     "keeps at most 1,000 characters of a rejected line or value (resident ids masked).",
 ]

@@ -120,8 +120,13 @@ def _read_header(path: Path, max_bytes: int) -> list[str]:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError("header line is not valid UTF-8") from None
+    text = text.rstrip("\r\n")
+    if "\r" in text:
+        raise ValueError(
+            "the header line holds a carriage return: lines must end with \\n or \\r\\n"
+        )
     try:
-        return next(csv.reader([text.rstrip("\r\n")]))
+        return next(csv.reader([text]))
     except csv.Error as err:  # e.g. a carriage return inside the line
         raise ValueError(f"header line is not a CSV line ({err})") from None
 

@@ -15,6 +15,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -100,8 +101,10 @@ def lines_of(path: Path) -> list[bytes]:
         (b"\n\n", "file is empty or has no header line"),
         (b"\x89PNG\r\n\x1a\n" + random.Random(9).randbytes(4096), "header line is not valid UTF-8"),
         (b"\xff\xfeu\x00s\x00c\x00c\x00\n", "header line is not valid UTF-8"),
+        (b"uscc,name\r1,2\r3,4\r", "header line holds a carriage return"),
+        (b"uscc,na\x00me\n", r"header does not match .*unexpected columns \['na\\x00me'\]"),
     ],
-    ids=["empty", "blank-lines", "binary-garbage", "utf16"],
+    ids=["empty", "blank-lines", "binary-garbage", "utf16", "cr-line-ends", "nul-in-header"],
 )
 def test_files_without_a_usable_header_are_refused(
     tmp_path: Path, store: RecordStore, ingestor: Ingestor, content: bytes, match: str
@@ -578,13 +581,16 @@ def _ingest_damaged(directory: Path, suffix: str, data: bytes) -> None:
     with RecordStore(":memory:") as store:
         ingestor = Ingestor(store, Pseudonymiser(TEST_SECRET), today=TODAY, csv_block_bytes=1 << 16)
         before = counts(store)
+        started = time.monotonic()
         try:
             summary = ingestor.ingest_file("legal_entity", path)
         except IngestError:
+            assert time.monotonic() - started < 10, "a small damaged file took too long"
             after = counts(store)
             assert after.pop("ingestion:failed") == 1
             assert after == before
             return
+        assert time.monotonic() - started < 10, "a small damaged file took too long"
         assert summary.reconciles
         assert set(summary.reasons) <= set(REASONS)
         assert store.count("legal_entity") == summary.accepted
