@@ -98,7 +98,7 @@ def check_columns(spec: TableSpec, columns: list[str]) -> None:
     if missing:
         problems.append(f"missing columns {missing}")
     if unexpected:
-        shown = [name if len(name) <= 40 else name[:40] + "..." for name in unexpected[:10]]
+        shown = [_short(name, 40) for name in unexpected[:10]]
         more = f" and {len(unexpected) - 10} more" if len(unexpected) > 10 else ""
         problems.append(f"unexpected columns {shown}{more}")
     if problems:
@@ -346,7 +346,7 @@ def _fits(kind: FieldKind, arrow_type: pa.DataType) -> bool:
 def check_parquet_types(spec: TableSpec, schema: pa.Schema) -> None:
     """Refuse a file with a column of an Arrow type its field cannot hold."""
     wrong = [
-        f"{f.name!r} is {schema.field(f.name).type}"
+        f"{f.name!r} is {_short(str(schema.field(f.name).type))}"
         for f in spec.fields
         if not _fits(f.kind, schema.field(f.name).type)
     ]
@@ -358,6 +358,10 @@ def check_parquet_types(spec: TableSpec, schema: pa.Schema) -> None:
             "timestamp or date, amounts and shares integers, float32/64 or decimal128, "
             "integers integer types; any field strings or all nulls)"
         )
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # Years 1-9999 (what Python's dates hold), as days and as seconds since 1970-01-01.

@@ -425,8 +425,19 @@ def test_parquet_with_wrong_columns_is_refused(
         ("established_on", pa.array([1] * 5, pa.duration("s")), "duration"),
         ("reported_at", pa.array([1.5] * 5), "double"),
         ("registered_capital", pa.array([1.0] * 5, pa.float16()), "halffloat"),
+        ("name", pa.array([{f"f{i}": i for i in range(300)}] * 5), "struct<f0: int64, f1:"),
     ],
-    ids=["list", "struct", "bool", "binary", "int-date", "duration", "float-ts", "float16"],
+    ids=[
+        "list",
+        "struct",
+        "bool",
+        "binary",
+        "int-date",
+        "duration",
+        "float-ts",
+        "float16",
+        "wide-struct",
+    ],
 )
 def test_parquet_columns_of_the_wrong_arrow_type_are_refused_by_name(
     tmp_path: Path,
