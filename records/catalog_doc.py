@@ -123,4 +123,10 @@ _LIMITS = [
     "alone refuses the file in the header and ends a record elsewhere (line numbers count "
     "`\\n` only). The quarantine "
     "keeps at most 1,000 characters of a rejected line or value (resident ids masked).",
+    "",
+    "Parquet has no such limit: it is read `ingest.batch_rows` rows at a time and each "
+    "value is decoded whole, so memory follows the uncompressed size of a batch, not the "
+    "size on disk (a 50 MB value compresses to about 2 MB; it is then rejected as "
+    "`too_long`). Ingest Parquet files only from reporters trusted not to send "
+    "decompression bombs, or convert them to CSV first.",
 ]

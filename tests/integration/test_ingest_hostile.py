@@ -655,3 +655,15 @@ def test_parquet_metadata_that_is_not_utf8_is_ignored(
     table = table.replace_schema_metadata({b"origin": b"\xc3\x28"})
     summary = stored(store, ingestor, "legal_entity", write_parquet(tmp_path / "le.parquet", table))
     assert summary.accepted == 2
+
+
+def test_a_50_mb_parquet_value_is_a_too_long_value_cut_in_the_quarantine(
+    tmp_path: Path, store: RecordStore, ingestor: Ingestor
+) -> None:
+    names = pa.array(["N" * (50 << 20), "ok", "ok"])
+    path = write_parquet(tmp_path / "le.parquet", with_column(entity_table(3), "name", names))
+    assert path.stat().st_size < 5 << 20  # compressed: the size on disk says little
+    summary = stored(store, ingestor, "legal_entity", path)
+    assert (summary.accepted, summary.reasons) == (2, {"too_long": 1})
+    raw = json.loads(store.scalar("SELECT raw_row FROM quarantine"))
+    assert len(raw["name"]) < 1_100
