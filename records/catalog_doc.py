@@ -118,7 +118,7 @@ _LIMITS = [
     "The line limit is `ingest.csv_block_bytes` (default 16 MiB, environment "
     "`CREDIT_RISK_INGEST__CSV_BLOCK_BYTES`): the length of one CSV line, its end excluded; "
     "it is also pyarrow's read block. Lines are read in pieces of 1 MiB and a longer line is "
-    "skipped as it is read, so memory stays bounded by the block whatever the file holds. "
+    "skipped as it is read, so no line, however long, costs more memory than the block. "
     "Lines end with `\\n` (or `\\r\\n`); blank lines are skipped; a carriage return "
     "alone refuses the file in the header and ends a record elsewhere (line numbers count "
     "`\\n` only). The quarantine "
