@@ -141,16 +141,23 @@ def _open_csv(path: Path, spec: TableSpec, block_bytes: int) -> BatchSource:
         return "skip"
 
     lines = _LineFilter(path.open("rb"), max_line_bytes=block_bytes)
-    reader = pa_csv.open_csv(
-        lines,
-        read_options=pa_csv.ReadOptions(block_size=block_bytes, encoding="utf8"),
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    try:
+        reader = pa_csv.open_csv(  # reads the first block already
+            lines,
+            read_options=pa_csv.ReadOptions(block_size=block_bytes, encoding="utf8"),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as err:
+        lines.close()
+        raise _clearer(err, block_bytes) from None
+    except BaseException:
+        lines.close()
+        raise
 
     def batches() -> Iterator[pl.DataFrame]:
         try:
@@ -177,14 +184,19 @@ def _csv_batches(reader: pa_csv.CSVStreamingReader, block_bytes: int) -> Iterato
     try:
         yield from reader
     except pa.ArrowInvalid as err:
-        if "straddl" not in str(err) and "out of sync" not in str(err):
-            raise
-        # Every line is within the limit (the filter sees to that), so pyarrow loses track
-        # only of a record that runs over line ends inside a quoted field, across a block.
-        raise ValueError(
-            "a quoted field is never closed: a record runs over line ends past a read "
-            f"block of {block_bytes:,} bytes (ingest.csv_block_bytes)"
-        ) from None
+        raise _clearer(err, block_bytes) from None
+
+
+def _clearer(err: Exception, block_bytes: int) -> Exception:
+    """pyarrow's parse error, in words about the file where pyarrow's are about itself."""
+    if "straddl" not in str(err) and "out of sync" not in str(err):
+        return err
+    # Every line is within the limit (the filter sees to that), so pyarrow loses track
+    # only of a record that runs over line ends inside a quoted field, across a block.
+    return ValueError(
+        "a quoted field is never closed: a record runs over line ends past a read "
+        f"block of {block_bytes:,} bytes (ingest.csv_block_bytes)"
+    )
 
 
 class _LineFilter(io.RawIOBase):
