@@ -254,7 +254,7 @@ class _LineFilter(io.RawIOBase):
             complete = bytes(self._pending[:cut])
             del self._pending[:cut]
             self._check(complete)
-        if len(self._pending) > self._max:
+        if len(self._pending) > self._max + 1:  # + 1: a "\r" before the "\n" to come
             self._reject(self._line, "line_too_long", bytes(self._pending[: PREVIEW_CHARS * 4]))
             self._pending.clear()
             self._skipping = True
