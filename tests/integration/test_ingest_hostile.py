@@ -667,3 +667,18 @@ def test_a_50_mb_parquet_value_is_a_too_long_value_cut_in_the_quarantine(
     assert (summary.accepted, summary.reasons) == (2, {"too_long": 1})
     raw = json.loads(store.scalar("SELECT raw_row FROM quarantine"))
     assert len(raw["name"]) < 1_100
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n"])
+@pytest.mark.parametrize(("extra", "reason"), [(0, "too_long"), (1, "line_too_long")])
+def test_the_line_limit_is_exact(
+    tmp_path: Path, store: RecordStore, ingestor: Ingestor, end: bytes, extra: int, reason: str
+) -> None:
+    lines = lines_of(valid_csv(tmp_path / "v.csv", 3))
+    long_line = lines[2].replace(b"Test Company 2", b"N" * (65_536 - len(lines[2]) + 14 + extra))
+    assert len(long_line) == 65_536 + extra  # the fixture's limit: csv_block_bytes=1 << 16
+    path = tmp_path / "le.csv"
+    path.write_bytes(end.join([lines[0], lines[1], long_line, lines[3], b""]))
+    summary = stored(store, ingestor, "legal_entity", path)
+    assert (summary.accepted, summary.reasons) == (2, {reason: 1})
+    assert quarantined(store)[0][0] == 3
