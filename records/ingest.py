@@ -148,8 +148,10 @@ class Ingestor:
                 path, spec, batch_rows=self.batch_rows, csv_block_bytes=self.csv_block_bytes
             )
         except ValueError as err:
-            self._record_failure(spec, str(path), digest, size, str(err))
-            raise IngestError(f"{path}: {err}") from err
+            # A header can quote a data line (a file without one): mask identity numbers.
+            message = _mask_text(str(err))
+            self._record_failure(spec, str(path), digest, size, message)
+            raise IngestError(f"{path}: {message}") from err
         return self._ingest(spec, source, label=str(path), digest=digest, size=size)
 
     def ingest_frame(

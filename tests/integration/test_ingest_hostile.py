@@ -334,6 +334,18 @@ def test_resident_ids_in_rejected_lines_are_masked(
     assert person not in dump and dump.count(person[:6] + "********" + person[-4:]) == 2
 
 
+def test_a_file_without_header_is_refused_without_quoting_identity_numbers(
+    tmp_path: Path, store: RecordStore, ingestor: Ingestor
+) -> None:
+    person = make_resident_id(5)
+    path = tmp_path / "np.csv"
+    path.write_text(f"{person},330106,bachelor,PSB-33,2024-01-02T10:00:00\n")
+    message = refused(store, ingestor, "natural_person", path, "header does not match")
+    masked = person[:6] + "********" + person[-4:]
+    assert person not in message and masked in message
+    assert store.scalar("SELECT error FROM ingestion") == message.split(": ", 1)[1]
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
