@@ -272,7 +272,7 @@ class _LineFilter(io.RawIOBase):
                 self._line += count
                 return
         for piece in complete.split(b"\n")[:-1]:
-            if len(piece.rstrip(b"\r")) > self._max:
+            if len(piece) - piece.endswith(b"\r") > self._max:  # one "\r" of "\r\n"
                 self._reject(self._line, "line_too_long", piece[: PREVIEW_CHARS * 4])
             else:
                 try:
