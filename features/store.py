@@ -10,7 +10,7 @@ their related parties' companies) and swaps the new rows in.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -157,14 +157,21 @@ class FeatureStore:
         )
         return latest if isinstance(latest, date) else None
 
-    def refresh(self, subjects: Sequence[str]) -> pl.DataFrame:
+    def refresh(
+        self,
+        subjects: Sequence[str],
+        on_neighbourhood: Callable[[list[str], list[str]], object] | None = None,
+    ) -> pl.DataFrame:
         """Recompute the rows that ``subjects``' records can affect, swap them in and
         return them. Own features are recomputed for the touched subjects only; the
         related-party features of everyone around them are recomputed from the relations
         and from the materialised own features of their related parties, by the same
         functions a full build uses (a test checks the result equals a full rebuild).
         The rows are served as soon as this returns; writing them to the snapshot table
-        happens behind, in order (``flush`` waits for it)."""
+        happens behind, in order (``flush`` waits for it). ``on_neighbourhood`` is called,
+        as soon as they are known and before the rows are computed, with the subjects whose
+        rows will change and the neighbourhood their related-party features read (to
+        evaluate their warning flags alongside, say)."""
         if self.as_of is None or self._graph is None:
             raise RuntimeError("nothing materialised yet")
         point = PointInTime(self.as_of, self.retention_years)
@@ -178,6 +185,8 @@ class FeatureStore:
             walk = RelationWalk(self.records, point, loader=self._graph.relations_of)
             affected = walk.neighbourhood(touched)  # whose rows can change
             ring = walk.neighbourhood(affected)  # whose own features those rows read
+            if on_neighbourhood is not None:
+                on_neighbourhood(sorted(affected), sorted(ring))
             fresh, touched_defaults = reads.result()
         self._defaults = self._defaults.filter(~pl.col(KEY).is_in(keys)).vstack(
             touched_defaults.select(self._defaults.columns)

@@ -348,13 +348,19 @@ def evaluate_warnings(
     multi_platform_threshold: int = DEFAULT_MULTI_PLATFORM_THRESHOLD,
     high_utilisation: float = DEFAULT_HIGH_UTILISATION,
     repeated_penalties: int = DEFAULT_REPEATED_PENALTIES,
+    scope: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Every flag raised as of ``as_of`` (for ``subjects`` only, by key, when given): one row
-    per subject, code and related party, sorted; columns :data:`OUTPUT_SCHEMA`."""
+    per subject, code and related party, sorted; columns :data:`OUTPUT_SCHEMA`. ``scope``
+    is the neighbourhood of ``subjects`` (:func:`features.pipeline.neighbourhood`) when the
+    caller has walked it already (the feature store's refresh has); by default it is read."""
     if multi_platform_threshold < 1 or repeated_penalties < 1:
         raise ValueError("thresholds must be at least 1")
     point = PointInTime(as_of, retention_years)
-    scope = None if subjects is None else neighbourhood(store, point, subjects)
+    if subjects is None:
+        scope = None
+    elif scope is None:
+        scope = neighbourhood(store, point, subjects)
     window = timedelta(days=DEFAULT_MULTI_PLATFORM_WINDOW_DAYS)
     params = read_params(point, scope) | {"window_start": point.reported_before - window}
     own = pl.concat(

@@ -18,9 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
+
+import polars as pl
 
 from audit.entries import decision_entry
 from audit.ids import decision_id
@@ -82,6 +85,7 @@ class Refresher:
         self.failures = 0
         self.explained = 0
         self.last: RefreshOutcome | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh-flags")
         self._thread = threading.Thread(target=self._run, name="refresh", daemon=True)
         self._thread.start()
 
@@ -107,6 +111,7 @@ class Refresher:
             self._interrupt.set()
             self._condition.notify_all()
         self._thread.join()
+        self._pool.shutdown()
 
     def _run(self) -> None:
         """Refreshes first; in idle time, the reasons of decisions that lack them (at start,
@@ -154,12 +159,16 @@ class Refresher:
         as_of = self.book.as_of
         if as_of is None:
             raise RuntimeError("nothing is served yet")
-        rows = self.features.refresh(subject_keys)
+        # The flags of the subjects whose rows change are evaluated on a second cursor
+        # while the feature store computes the rows, from the neighbourhood it walked.
+        flags: list[Future[pl.DataFrame]] = []
+
+        def evaluate(affected: list[str], ring: list[str]) -> None:
+            flags.append(self._pool.submit(self._warnings, as_of, affected, ring))
+
+        rows = self.features.refresh(subject_keys, on_neighbourhood=evaluate)
         affected = rows[_KEY].to_list()
-        with self.features.records.cursor() as cursor:
-            warnings = evaluate_warnings(
-                cursor, as_of, affected, retention_years=self.retention_years
-            )
+        (warnings,) = [future.result() for future in flags]
         before = {key: self.book.lookup(key) for key in affected if self.watchlists.watchers(key)}
         self.book.update(affected, warnings.filter(warnings[_KEY].is_in(affected)))
         # Their reasons are computed behind (or on the spot for a caller asking first).
@@ -173,6 +182,12 @@ class Refresher:
             len(alerts),
         )
         return RefreshOutcome(len(subject_keys), len(affected), alerts, elapsed)
+
+    def _warnings(self, as_of: date, affected: list[str], ring: list[str]) -> pl.DataFrame:
+        with self.features.records.cursor() as cursor:
+            return evaluate_warnings(
+                cursor, as_of, affected, retention_years=self.retention_years, scope=ring
+            )
 
     def _alerts(self, before: dict[str, SubjectDecision | None]) -> list[Alert]:
         now = datetime.now(UTC)

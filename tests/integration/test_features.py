@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from features.catalog import CATALOG, SubjectKind, feature_names
 from features.own import implied_annual_rate
-from features.pipeline import build
+from features.pipeline import build, neighbourhood
+from features.sources import PointInTime
 from features.store import FeatureStore
 from features.training import add_months, training_frame
+from features.warning_eval import evaluate_warnings
 from records.generator import ProvinceParams, generate_province, to_file_frame
 from records.identifiers import resident_id_check_character
 from records.ingest import Ingestor
@@ -451,8 +453,16 @@ def test_feature_store_lookup_load_and_refresh_equal_a_full_rebuild(
         ],
     )
     touched = [person_key(r) for r in people] + [company]
-    refreshed = features.refresh(touched)
+    walked: list[tuple[list[str], list[str]]] = []
+    refreshed = features.refresh(touched, on_neighbourhood=lambda a, r: walked.append((a, r)))
     assert set(touched) <= set(refreshed["subject_key"])
+    # The neighbourhood it walked in memory is the one the warning rules would read.
+    ((affected, ring),) = walked
+    assert set(refreshed["subject_key"]) <= set(affected)
+    assert ring == neighbourhood(store, PointInTime(AS_OF, 5), affected)
+    assert evaluate_warnings(store, AS_OF, affected, scope=ring).equals(
+        evaluate_warnings(store, AS_OF, affected)
+    )
     features.flush()  # the refreshed rows are in the snapshot table too
     persisted = FeatureStore(store)
     persisted.load(AS_OF)
