@@ -5,6 +5,12 @@ SHA-256 (a key has full entropy, so a fast hash is as safe as a slow one and kee
 per-call check at a microsecond). A presented key is hashed and its digest compared in
 constant time with the stored digest found under it. The file is rewritten atomically and
 re-read by a running server when it changes, so keys can be added and revoked live.
+
+A reporter reports under its own code, so it can only add versions of its own records to
+the tables whose natural key includes the source. The registry tables (legal entities,
+natural persons, relations) are keyed without it: a version from any reporter supersedes
+the registered one, so a reporter may report them only where its client entry grants it
+(``registries``), e.g. the market regulator for legal entities and relations.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from records.tables import TABLE_ORDER, table_spec
+
 __all__ = [
     "KEY_PREFIX",
+    "REGISTRY_TABLES",
     "Client",
     "ClientRegistry",
     "ClientsFileError",
@@ -36,6 +45,7 @@ __all__ = [
 KEY_PREFIX = "crk_"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")  # whole name: fullmatch
 _RELOAD_CHECK_SECONDS = 1.0
+REGISTRY_TABLES = tuple(t for t in TABLE_ORDER if "source" not in table_spec(t).natural_key)
 
 
 class Role(StrEnum):
@@ -58,6 +68,7 @@ class Client:
     burst: int  # how many may come at once
     key_sha256: str
     created_at: str
+    registries: tuple[str, ...] = ()  # registry tables a reporter may report (see above)
 
     @property
     def source(self) -> str:
@@ -131,7 +142,13 @@ class ClientRegistry:
     # -- changing ---------------------------------------------------------------------------
 
     def add(
-        self, name: str, role: Role | str, *, quota_per_second: float = 100.0, burst: int = 0
+        self,
+        name: str,
+        role: Role | str,
+        *,
+        quota_per_second: float = 100.0,
+        burst: int = 0,
+        registries: tuple[str, ...] = (),
     ) -> tuple[Client, str]:
         """Register a client; returns it and its key (shown once, never stored)."""
         if not NAME_PATTERN.fullmatch(name):
@@ -149,6 +166,7 @@ class ClientRegistry:
             raise ClientsFileError("the quota must be a positive number of calls per second")
         if burst < 0:
             raise ClientsFileError("the burst must be a positive number of calls (0 = default)")
+        _check_registries(registries, role)
         self._load()
         if name in self._clients:
             raise ClientsFileError(f"a client named {name!r} exists; revoke it first")
@@ -160,6 +178,7 @@ class ClientRegistry:
             burst=burst or max(1, int(quota_per_second)),
             key_sha256=_digest(key),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            registries=tuple(sorted(set(registries))),
         )
         self._write({**self._clients, name: client})
         return client, key
@@ -201,7 +220,9 @@ def _parse(path: Path) -> dict[str, Client]:
                 burst=int(entry["burst"]),
                 key_sha256=str(entry["key_sha256"]),
                 created_at=str(entry["created_at"]),
+                registries=tuple(str(t) for t in entry.get("registries", ())),
             )
+            _check_registries(client.registries, client.role)
             if len(client.key_sha256) != 64:
                 raise ValueError(f"client {client.name!r}: key_sha256 is not a SHA-256 digest")
             if client.quota_per_second <= 0 or client.burst < 1:
@@ -210,3 +231,13 @@ def _parse(path: Path) -> dict[str, Client]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ClientsFileError(f"{path}: not a valid clients file ({err})") from None
     return clients
+
+
+def _check_registries(registries: tuple[str, ...], role: Role) -> None:
+    unknown = sorted(set(registries) - set(REGISTRY_TABLES))
+    if unknown:
+        raise ClientsFileError(
+            f"not registry tables: {', '.join(unknown)} (they are {', '.join(REGISTRY_TABLES)})"
+        )
+    if registries and role is not Role.REPORTER:
+        raise ClientsFileError("only a reporter is granted registry tables")

@@ -20,7 +20,7 @@ from models.registry import CatalogMismatchError, ModelNotFoundError, ModelRegis
 from models.training import TrainingParams, train
 from records.generator import ProvinceParams, generate_province
 from records.runtime import ingest_frames, make_ingestor, open_store
-from service.clients import ClientRegistry, Role
+from service.clients import REGISTRY_TABLES, ClientRegistry, Role
 from settings import Settings
 
 __all__ = ["DEMO_CLIENTS", "DemoPlan", "DemoResult", "prepare_demo"]
@@ -131,7 +131,9 @@ def prepare_demo(
     for name, role, quota in DEMO_CLIENTS:
         if name in existing:
             clients.revoke(name)
-        _, key = clients.add(name, role, quota_per_second=quota)
+        # The demo reporter stands for every department, registries included.
+        grants = REGISTRY_TABLES if role is Role.REPORTER else ()
+        _, key = clients.add(name, role, quota_per_second=quota, registries=grants)
         result.keys[name] = key
     result.steps.append("keys")
     return result

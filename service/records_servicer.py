@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from creditrisk.v1 import records_pb2, records_pb2_grpc
+from service.clients import REGISTRY_TABLES
 from service.intake import RecordIntake
 from service.interceptors import current_call
 from service.monitoring_codec import decode_batch, encode_batch_result
@@ -55,6 +56,11 @@ class RecordsServicer(records_pb2_grpc.RecordsServicer):
                 raise InvalidRequest(
                     f"{at}.{err.field}", err.rule, f"{at}: {err.message}"
                 ) from None
+            if reported.table in REGISTRY_TABLES and reported.table not in client.registries:
+                raise PermissionDenied(
+                    f"{at}.table: {reported.table} is a registry table (keyed without source); "
+                    f"client {client.name} is not granted it"
+                )
             _own_source(reported.rows, client.source, at)
             ingested = self.intake.submit(reported, reporter=client.name, at=at)
             result = encode_batch_result(batch, ingested)

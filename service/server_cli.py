@@ -22,6 +22,7 @@ from service.cli_common import (
     rpc_error,
     settings_from,
 )
+from service.clients import REGISTRY_TABLES
 
 __all__ = ["clients", "health", "score", "serve"]
 
@@ -276,6 +277,13 @@ def clients() -> None:
     default=None,
     help="Calls allowed at once (default: one second's quota).",
 )
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    type=click.Choice(REGISTRY_TABLES),
+    help="A registry table (keyed without source) the reporter may report; repeatable.",
+)
 def clients_add(
     data_dir: Path | None,
     config_file: Path | None,
@@ -283,6 +291,7 @@ def clients_add(
     role: str,
     quota: float,
     burst: int | None,
+    registries: tuple[str, ...],
 ) -> None:
     """Register client NAME; its key is printed once, alone on the last line."""
     from service.clients import ClientRegistry, ClientsFileError
@@ -290,7 +299,7 @@ def clients_add(
     settings = settings_from(data_dir, config_file)
     try:
         client, key = ClientRegistry(settings.clients_path).add(
-            name, role, quota_per_second=quota, burst=burst or 0
+            name, role, quota_per_second=quota, burst=burst or 0, registries=registries
         )
     except ClientsFileError as err:
         raise click.ClickException(str(err)) from None
@@ -315,6 +324,7 @@ def clients_list(data_dir: Path | None, config_file: Path | None) -> None:
             "quota_per_second": c.quota_per_second,
             "burst": c.burst,
             "created_at": c.created_at,
+            "registries": list(c.registries),
         }
         for c in ClientRegistry(settings.clients_path).clients()
     ]

@@ -65,6 +65,7 @@ def monitored(
         "regulator": service_data.keys["regulator"],
     }
     keys["other-lender"] = registry.add("other-lender", "lender")[1]
+    keys["court"] = registry.add("court-33", "reporter")[1]  # no registry tables
     server = CreditRiskServer(settings)
     server.start()
     server.load_and_serve()
@@ -532,3 +533,29 @@ def test_the_watch_and_alerts_commands(
     alert = json.loads(line)
     assert (alert["subject"]["uscc"], alert["watch_reference"]) == (company, "loan-9")
     assert alert["warning"]["code"] == "W_DISHONEST_DEBTOR" and int(alert["alert_id"]) > last
+
+
+def test_registry_tables_need_a_grant(monitored: Monitored, service_data: ServiceData) -> None:
+    """A legal entity's version from any reporter would supersede the registered one: only
+    a reporter granted the table may report it; other tables are keyed by the source."""
+    entity = service_data.frames["legal_entity"].row(0, named=True)
+    row = records_pb2.Row(
+        fields={k: str(v) for k, v in entity.items() if v is not None and k not in ("source",)}
+        | {"status": "revoked", "status_date": "2026-01-05", "reported_at": "2026-01-06T00:00:00"}
+    )
+    batch = records_pb2.RecordBatch(table=records_pb2.RECORD_TABLE_LEGAL_ENTITY, rows=[row])
+    with pytest.raises(grpc.RpcError) as caught:
+        monitored.records.SubmitRecords(iter([batch]), metadata=monitored.meta("court"))
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert "registry table" in caught.value.details()
+    granted = monitored.records.SubmitRecords(iter([batch]), metadata=monitored.meta("reporter"))
+    assert granted.read == 1 and granted.rejected + granted.accepted == 1
+    own = records_pb2.RecordBatch(
+        table=records_pb2.RECORD_TABLE_PUBLIC_RECORD,
+        rows=[
+            _dishonest(
+                service_data.frames["natural_person"]["resident_id"][0], "C-1", _as_of(monitored)
+            )
+        ],
+    )
+    assert monitored.records.SubmitRecords(iter([own]), metadata=monitored.meta("court")).read == 1

@@ -350,3 +350,20 @@ def _entry(client: Client) -> dict[str, object]:
 def test_source_is_the_upper_case_name(path: Path) -> None:
     client, _ = ClientRegistry(path).add("bank-a", "lender")
     assert client.source == "BANK-A"
+
+
+def test_registry_tables_are_granted_to_reporters_only_and_kept(tmp_path: Path) -> None:
+    from service.clients import REGISTRY_TABLES
+
+    registry = ClientRegistry(tmp_path / "clients.json")
+    assert REGISTRY_TABLES == ("legal_entity", "natural_person", "relation")
+    amr, _ = registry.add("amr-33", "reporter", registries=("relation", "legal_entity"))
+    assert amr.registries == ("legal_entity", "relation")
+    with pytest.raises(ClientsFileError, match="not registry tables: repayment"):
+        registry.add("bank", "reporter", registries=("repayment",))
+    with pytest.raises(ClientsFileError, match="only a reporter"):
+        registry.add("lender-1", "lender", registries=("relation",))
+    court, _ = registry.add("court-33", "reporter")
+    reread = {c.name: c for c in ClientRegistry(tmp_path / "clients.json").clients()}
+    assert reread["amr-33"].registries == ("legal_entity", "relation")
+    assert reread["court-33"].registries == court.registries == ()
