@@ -286,6 +286,12 @@ class CreditRiskServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         self.tls = credentials is not None
+        if not self.tls and server_settings.host not in ("127.0.0.1", "localhost", "::1"):
+            _log.warning(
+                "serving without TLS on %s: API keys and answers cross the network in clear; "
+                "set server.tls.cert_file and key_file",
+                address,
+            )
         self.runtime: ServiceRuntime | None = None
         self.metrics_port: int | None = None
         self._metrics_httpd: Any = None
