@@ -248,9 +248,15 @@ def _rows(decided: SubjectDecision, decision_id: str) -> dict[str, Any]:
     }
 
 
-def run_batch(settings: Settings, job: BatchJob, progress: Progress | None = None) -> BatchResult:
+def run_batch(
+    settings: Settings,
+    job: BatchJob,
+    progress: Progress | None = None,
+    total: Progress | None = None,
+) -> BatchResult:
     """Run (or resume) ``job``; see the module docstring. ``progress`` is called with the
-    number of subjects each finished chunk (or skipped finished chunk) holds."""
+    number of subjects each finished chunk (or skipped finished chunk) holds, ``total``
+    once with the number of subjects to score (for a progress bar's ETA)."""
     if job.chunk_rows < 1:
         raise BatchError("chunk_rows must be positive")
     if job.engine not in ENGINES:
@@ -269,6 +275,8 @@ def run_batch(settings: Settings, job: BatchJob, progress: Progress | None = Non
             retention_years=settings.features.retention_years,
         ).sort(TYPE, KEY)
         found = set(frame[KEY].to_list())
+        if total is not None:
+            total(frame.height)
         if keys is not None:
             rejects += [
                 Reject(line, "unknown subject: no records as of the date")

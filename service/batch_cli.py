@@ -91,7 +91,9 @@ def score_batch(
     )
     with tqdm(desc="score-batch", unit="subject", disable=no_progress) as bar:
         try:
-            result = run_batch(settings, job, progress=bar.update)
+            result = run_batch(
+                settings, job, progress=bar.update, total=lambda n: setattr(bar, "total", n)
+            )
         except BatchError as err:
             raise click.ClickException(str(err)) from None
     click.echo(json.dumps(result.summary, indent=2))

@@ -138,7 +138,7 @@ def test_subject_list_rejects_bad_lines_without_failing(
         "--out", str(out), "--chunk-rows", "2", "--data-dir", str(settings.data_dir),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "subject" in result.stderr  # the progress bar
+    assert "5/5" in result.stderr  # the progress bar, with its total
     summary = json.loads(result.stdout)
     assert summary["subjects"] == 5
     assert summary["rejects"] == 3
