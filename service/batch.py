@@ -96,7 +96,8 @@ CRASH_ENV = "CREDIT_RISK_BATCH_CRASH"
 """Tests only: ``<point>:<chunk>`` kills the process (SIGKILL) at ``point`` of chunk
 number ``chunk``: ``mid-log`` (half the chunk's entries appended), ``after-log`` (all
 appended, no part file), ``after-part`` (part file written, no checkpoint); with a
-``:int`` suffix it sends SIGINT instead (Ctrl-C)."""
+``:int`` suffix it sends SIGINT instead (Ctrl-C: to the process group when the process
+leads one, as a terminal does, so that a LocalCluster's workers get it too)."""
 
 CHECKPOINT = "checkpoint.json"
 ENGINES = ("local", "dask", "dask-local")
@@ -181,7 +182,10 @@ def _crash_point(point: str, chunk: int) -> None:
     if wanted == f"{point}:{chunk}":
         os.kill(os.getpid(), signal.SIGKILL)
     if wanted == f"{point}:{chunk}:int":  # Ctrl-C: a KeyboardInterrupt from here
-        signal.raise_signal(signal.SIGINT)
+        if os.getpgrp() == os.getpid():  # as a terminal does: to the whole process group
+            os.killpg(os.getpgrp(), signal.SIGINT)
+        else:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _subjects(

@@ -8,15 +8,21 @@ cluster, :class:`ThreadLimits` sets it on every worker before our first task imp
 polars (a worker that already imported polars keeps its pool and logs a warning), and
 the workers of ``docker/docker-compose.yml`` have it in their environment.
 
-This module must not import polars (the plugin is unpickled on the workers before it
-runs).
+A LocalCluster's workers are this process's children, in its process group: a Ctrl-C
+in the terminal reaches them too. They ignore it (:class:`IgnoreInterrupts`); this
+process gets the KeyboardInterrupt and closes the cluster on its way out.
+
+This module must not import polars (the plugins are unpickled on the workers before they
+run).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,7 +30,7 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.worker import Worker
 
-__all__ = ["THREAD_LIMITS", "ThreadLimits", "dask_client"]
+__all__ = ["THREAD_LIMITS", "IgnoreInterrupts", "ThreadLimits", "dask_client"]
 
 THREAD_LIMITS = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
 _log = logging.getLogger(__name__)
@@ -45,6 +51,17 @@ class ThreadLimits(WorkerPlugin):
                 "pool keeps its size; start the worker with POLARS_MAX_THREADS=1",
                 worker.address,
             )
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """Makes a worker process ignore SIGINT (for workers of our own LocalCluster)."""
+
+    name = "credit-risk-ignore-interrupts"
+    idempotent = True
+
+    def setup(self, worker: Worker) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager
@@ -68,4 +85,5 @@ def dask_client(*, scheduler: str | None = None, workers: int | None = None) -> 
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
+        client.register_plugin(IgnoreInterrupts())
         yield client

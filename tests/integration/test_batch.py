@@ -62,8 +62,14 @@ def _cli(
     if mark:  # NAME=VALUE, to find the process's children later
         name, value = mark.split("=", 1)
         env[name] = value
-    return subprocess.run(
-        [executable, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    return subprocess.run(  # in a session of its own: a Ctrl-C crash point signals its group
+        [executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+        start_new_session=True,
     )
 
 
@@ -308,7 +314,10 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
         *command, "--engine", "dask-local", "--workers", "2", crash="mid-log:1", mark=marker
     )
     assert killed.returncode == -9, killed.stderr
-    killed = _cli(*command, crash="after-part:2")  # the local engine
+    stopped = _cli(*command, "--engine", "dask-local", "--workers", "2", crash="after-log:2:int")
+    assert stopped.returncode == 1, stopped.stderr  # Ctrl-C, workers included
+    assert "Aborted!" in stopped.stderr
+    killed = _cli(*command, crash="after-part:3")  # the local engine
     assert killed.returncode == -9, killed.stderr
     with (
         LocalCluster(
@@ -321,7 +330,7 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     assert json.loads(finished.stdout)["subjects"] == len(keys)
     checkpoint = json.loads((tmp_path / "resumed.parquet.parts" / CHECKPOINT).read_text())
     found = {c["number"]: c["already_logged"] for c in checkpoint["chunks"] if c["already_logged"]}
-    assert found == {1: 12, 2: 25}
+    assert found == {1: 12, 2: 25, 3: 25}
 
     table = pl.read_parquet(out)
     assert sorted(table[KEY].to_list()) == sorted(keys)
