@@ -17,7 +17,8 @@ __all__ = ["demo_data"]
 @common_options
 def demo_data(data_dir: Path | None, config_file: Path | None) -> None:
     """Make what the data directory lacks for the demo (a generated province, a trained
-    model, a feature snapshot), issue fresh demo client keys and print them."""
+    model, a feature snapshot), issue fresh demo client keys and print them, with a USCC
+    to try."""
     from service.demo import prepare_demo
 
     settings = settings_from(data_dir, config_file)
@@ -25,3 +26,5 @@ def demo_data(data_dir: Path | None, config_file: Path | None) -> None:
     click.echo(f"ready: {', '.join(result.steps)}; features as of {result.as_of}", err=True)
     for name, key in result.keys.items():
         click.echo(f"demo key {name}: {key}")
+    if result.sample_uscc:
+        click.echo(f"sample uscc: {result.sample_uscc}")

@@ -54,6 +54,7 @@ def test_demo_data_on_a_prepared_directory_only_issues_fresh_keys(
     )
     assert set(keys) >= {"demo-lender", "demo-agency", "demo-regulator"}
     assert "ready: keys;" in result.stderr
+    assert result.stdout.splitlines()[-1].startswith("sample uscc: ")
     assert {p.name: p.stat().st_mtime_ns for p in (data / "models").iterdir()} == before
     registry = ClientRegistry(load_settings(data_dir=data).clients_path)
     assert registry.authenticate(keys["demo-lender"]) is not None
