@@ -18,6 +18,7 @@ import yaml  # type: ignore[import-untyped]  # (a dependency of dask)
 from distributed.cli import dask_scheduler, dask_worker
 
 from service.cli import main
+from service.demo import DemoPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -162,6 +163,7 @@ def test_compose_runs_server_batch_scheduler_and_two_workers_on_one_volume() -> 
     assert command[command.index("--engine") + 1] == "dask"
     assert command[command.index("--scheduler") + 1] == address
     assert command[command.index("--out") + 1].startswith("/data/")  # the workers see it too
+    assert command[command.index("--as-of") + 1] == DemoPlan().end_date.isoformat()
     assert batch["restart"] == "no"  # one-shot
     # The server opens the store for writing: it starts once the batch job is done.
     assert services["server"]["command"][:2] == ["credit-risk", "serve"]
