@@ -34,7 +34,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_monitoring import _prepare, _serve  # a sibling script
+from bench_monitoring import _prepare  # a sibling script
 from bench_online import ServerProcess
 
 from creditrisk.v1 import (
@@ -56,6 +56,46 @@ DOCUMENTED = {
     "UNAUTHENTICATED",
 }
 POST_LOAN = common_pb2.PURPOSE_POST_LOAN_MANAGEMENT
+
+
+def _serve(port_queue: Any, stop: Any, data_dir: str, probe: str) -> None:
+    """The server (as bench_monitoring's), and a thread writing what holds its memory every
+    10 s to ``probe``: DuckDB's buffers by tag and the count of Python objects."""
+    import gc
+
+    from service.logs import configure_logging
+    from service.server import CreditRiskServer
+    from settings import load_settings
+
+    configure_logging("INFO", open(os.devnull, "w"))  # noqa: SIM115 - lives with the process
+    settings = load_settings(data_dir=Path(data_dir), server={"port": 0, "metrics_port": None})
+    server = CreditRiskServer(settings)
+    server.start()
+    server.load_and_serve()
+    runtime = server.runtime
+    assert runtime is not None
+    while runtime.book.pending():  # steady state: reasons computed
+        time.sleep(0.2)
+
+    def sample() -> None:
+        with open(probe, "a", encoding="utf-8") as out, runtime.store.cursor() as cursor:
+            while not stop.wait(10):
+                rows = cursor.query(
+                    "SELECT tag, memory_usage_bytes FROM duckdb_memory() "
+                    "WHERE memory_usage_bytes > 0"
+                )
+                duck = {tag: round(n / 2**20, 1) for tag, n in rows}
+                objects = gc.get_objects()
+                kinds = Counter(type(o).__name__ for o in objects).most_common(6)
+                line = {"duckdb_mib": duck, "python_objects": len(objects), "most": kinds}
+                del objects
+                out.write(json.dumps(line) + "\n")
+                out.flush()
+
+    threading.Thread(target=sample, daemon=True).start()
+    port_queue.put(server.port)
+    stop.wait()
+    server.stop(5)
 
 
 def _rss_kib(pid: int) -> int:
@@ -168,17 +208,20 @@ def _report(t: Traffic, subjects: list[str], as_of: date) -> None:
 def _watch(t: Traffic, subjects: list[str]) -> None:
     rng = random.Random(9)
 
-    def items(n: int) -> credit_risk_pb2.WatchlistRequest:
+    def items(chosen: list[str]) -> credit_risk_pb2.WatchlistRequest:
         return credit_risk_pb2.WatchlistRequest(
             subjects=[
                 credit_risk_pb2.WatchedSubject(
                     subject=common_pb2.Subject(uscc=u), reference=f"loan-{u}"
                 )
-                for u in rng.sample(subjects, n)
+                for u in chosen
             ]
         )
 
-    t.call("Watch", lambda: t.credit.Watch(items(2_000), metadata=t.meta["lender"]))
+    # A portfolio of 2,000 that turns over: 20 subjects in and the previous 20 out each
+    # second, so the watchlist keeps its size (a growing one would hide a leak).
+    book = rng.sample(subjects, 2_000)
+    t.call("Watch", lambda: t.credit.Watch(items(book), metadata=t.meta["lender"]))
     stream = t.credit.WatchAlerts(credit_risk_pb2.WatchRequest(), metadata=t.meta["lender"])
 
     def read() -> None:
@@ -191,10 +234,13 @@ def _watch(t: Traffic, subjects: list[str]) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    last: list[str] = []
     while t.running():
         time.sleep(1.0)
-        t.call("Watch", lambda: t.credit.Watch(items(20), metadata=t.meta["lender"]))
-        t.call("Unwatch", lambda: t.credit.Unwatch(items(20), metadata=t.meta["lender"]))
+        fresh = rng.sample(subjects, 20)
+        t.call("Watch", lambda f=fresh: t.credit.Watch(items(f), metadata=t.meta["lender"]))
+        t.call("Unwatch", lambda o=last: t.credit.Unwatch(items(o), metadata=t.meta["lender"]))
+        last = [u for u in fresh if u not in book]
     stream.cancel()
     reader.join(5)
     t.codes["WatchAlerts"]["OK"] += 1
@@ -251,7 +297,8 @@ def main() -> None:
         roles = {
             role: keys[f"demo-{role}"] for role in ("lender", "agency", "reporter", "regulator")
         }
-        server = ServerProcess(_serve, str(work))
+        probe = Path(scratch) / "probe.jsonl"
+        server = ServerProcess(_serve, str(work), str(probe))
         pid = server.process.pid
         rss = [(0.0, _rss_kib(pid))]
         started = time.monotonic()
@@ -276,6 +323,7 @@ def main() -> None:
                 rss.append((round(time.monotonic() - started), _rss_kib(pid)))
         finally:
             server.close()
+        probes = [json.loads(line) for line in probe.read_text().splitlines()]
         shutil.rmtree(work, ignore_errors=True)
 
     undocumented = {
@@ -297,6 +345,7 @@ def main() -> None:
             }
             for method, values in sorted(traffic.latency.items())
         },
+        "server_memory_probe": {"first": probes[:1], "last": probes[-1:]},
         "server_rss_mib": {
             "start": round(rss[0][1] / 1024, 1),
             "end": round(rss[-1][1] / 1024, 1),
