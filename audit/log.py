@@ -109,6 +109,7 @@ from audit.chain import (
     list_segments,
     parse_line,
     parse_time,
+    read_segment,
     segment_name,
 )
 from audit.recovery import ChainBrokenError, DecisionLogError, recover
@@ -449,9 +450,9 @@ class DecisionLog:
                 break
         for number, path in segments[start:]:
             name = segment_name(number)
-            lines = path.read_bytes().split(b"\n")
-            lines.pop()
-            for line, raw in enumerate(lines, 1):
+            for line, raw, complete in read_segment(path):
+                if not complete:
+                    break
                 entry = parse_line(raw, name, line)
                 if entry is None:
                     raise DecisionLogError(f"malformed line in {name}, line {line}")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from audit.chain import list_segments, parse_line, segment_name
+from audit.chain import list_segments, parse_line, read_segment, segment_name
 from audit.entries import vector_from_entry
 from features.training import add_months
 from models.evaluation import score_histogram
@@ -129,9 +129,9 @@ def served_decisions(
     if not directory.is_dir():
         return found, dict(skipped)
     for number, path in list_segments(directory):
-        lines = path.read_bytes().split(b"\n")
-        lines.pop()  # after the last newline: nothing, or an unfinished line
-        for line, raw in enumerate(lines, 1):
+        for line, raw, complete in read_segment(path):
+            if not complete:  # an unfinished line after the last newline
+                break
             entry = parse_line(raw, segment_name(number), line)
             if entry is None:
                 skipped["unreadable_lines"] += 1

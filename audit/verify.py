@@ -20,6 +20,7 @@ from audit.chain import (
     list_segments,
     parse_time,
     read_head,
+    read_segment,
     segment_name,
 )
 
@@ -114,9 +115,13 @@ def verify_log(
         if number != index + 1:
             return result(False, cursor.next_sequence, name, None, "segment missing")
         is_last = index == len(segments) - 1
-        lines = path.read_bytes().split(b"\n")
-        tail = lines.pop()  # after the last newline: b"" unless a line is unfinished
-        for line, raw in enumerate(lines, 1):
+        tail = b""  # after the last newline: b"" unless a line is unfinished
+        count = 0
+        for line, raw, complete in read_segment(path):
+            if not complete:
+                tail = raw
+                break
+            count = line
             try:
                 entry = cursor.step(raw, name, line)
             except ChainBreakError as brk:
@@ -138,11 +143,11 @@ def verify_log(
                 return result(
                     False, entry.sequence, name, line, "hash does not match the head file"
                 )
-        if not is_last and (tail or not lines):
-            line = len(lines) + 1
+        if not is_last and (tail or not count):
+            line = count + 1
             return result(False, cursor.next_sequence, name, line, "truncated segment")
         torn = len(tail)
-        last_name, last_lines = name, len(lines)
+        last_name, last_lines = name, count
 
     if head.sequence >= cursor.next_sequence:
         return result(
