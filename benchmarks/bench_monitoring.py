@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from queue import Queue
@@ -50,7 +51,11 @@ from creditrisk.v1 import (
 KINDS = ("enforcement", "court_judgment", "administrative_penalty", "tax_violation")
 
 
-def _serve(port_queue: Any, stop: Any, data_dir: str) -> None:
+def _serve(
+    port_queue: Any, stop: Any, data_dir: str, beside: Callable[[Any], None] | None = None
+) -> None:
+    """The real server in this (child) process, once every decision has its reasons;
+    ``beside(runtime)``, when given, runs in a thread next to it (the soak's probe)."""
     from service.logs import configure_logging
     from service.server import CreditRiskServer
     from settings import load_settings
@@ -63,6 +68,8 @@ def _serve(port_queue: Any, stop: Any, data_dir: str) -> None:
     assert server.runtime is not None
     while server.runtime.book.pending():  # steady state: reasons computed
         time.sleep(0.2)
+    if beside is not None:
+        threading.Thread(target=beside, args=(server.runtime,), daemon=True).start()
     port_queue.put(server.port)
     stop.wait()
     server.stop(5)

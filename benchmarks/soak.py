@@ -34,7 +34,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_monitoring import _prepare  # a sibling script
+from bench_monitoring import _prepare, _serve  # a sibling script
 from bench_online import ServerProcess
 
 from creditrisk.v1 import (
@@ -58,44 +58,28 @@ DOCUMENTED = {
 POST_LOAN = common_pb2.PURPOSE_POST_LOAN_MANAGEMENT
 
 
-def _serve(port_queue: Any, stop: Any, data_dir: str, probe: str) -> None:
-    """The server (as bench_monitoring's), and a thread writing what holds its memory every
-    10 s to ``probe``: DuckDB's buffers by tag and the count of Python objects."""
+def _memory_probe(runtime: Any, stop: Any, probe: str) -> None:
+    """In the server process: every 10 s, append what holds its memory to ``probe``:
+    DuckDB's buffers by tag and the count of Python objects (the commonest kinds)."""
     import gc
 
-    from service.logs import configure_logging
-    from service.server import CreditRiskServer
-    from settings import load_settings
+    with open(probe, "a", encoding="utf-8") as out, runtime.store.cursor() as cursor:
+        while not stop.wait(10):
+            rows = cursor.query(
+                "SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0"
+            )
+            duck = {tag: round(n / 2**20, 1) for tag, n in rows}
+            objects = gc.get_objects()
+            kinds = Counter(type(o).__name__ for o in objects).most_common(6)
+            line = {"duckdb_mib": duck, "python_objects": len(objects), "most": kinds}
+            del objects
+            out.write(json.dumps(line) + "\n")
+            out.flush()
 
-    configure_logging("INFO", open(os.devnull, "w"))  # noqa: SIM115 - lives with the process
-    settings = load_settings(data_dir=Path(data_dir), server={"port": 0, "metrics_port": None})
-    server = CreditRiskServer(settings)
-    server.start()
-    server.load_and_serve()
-    runtime = server.runtime
-    assert runtime is not None
-    while runtime.book.pending():  # steady state: reasons computed
-        time.sleep(0.2)
 
-    def sample() -> None:
-        with open(probe, "a", encoding="utf-8") as out, runtime.store.cursor() as cursor:
-            while not stop.wait(10):
-                rows = cursor.query(
-                    "SELECT tag, memory_usage_bytes FROM duckdb_memory() "
-                    "WHERE memory_usage_bytes > 0"
-                )
-                duck = {tag: round(n / 2**20, 1) for tag, n in rows}
-                objects = gc.get_objects()
-                kinds = Counter(type(o).__name__ for o in objects).most_common(6)
-                line = {"duckdb_mib": duck, "python_objects": len(objects), "most": kinds}
-                del objects
-                out.write(json.dumps(line) + "\n")
-                out.flush()
-
-    threading.Thread(target=sample, daemon=True).start()
-    port_queue.put(server.port)
-    stop.wait()
-    server.stop(5)
+def _serve_probed(port_queue: Any, stop: Any, data_dir: str, probe: str) -> None:
+    """bench_monitoring's server, with :func:`_memory_probe` running beside it."""
+    _serve(port_queue, stop, data_dir, lambda runtime: _memory_probe(runtime, stop, probe))
 
 
 def _rss_kib(pid: int) -> int:
@@ -298,7 +282,7 @@ def main() -> None:
             role: keys[f"demo-{role}"] for role in ("lender", "agency", "reporter", "regulator")
         }
         probe = Path(scratch) / "probe.jsonl"
-        server = ServerProcess(_serve, str(work), str(probe))
+        server = ServerProcess(_serve_probed, str(work), str(probe))
         pid = server.process.pid
         rss = [(0.0, _rss_kib(pid))]
         started = time.monotonic()
