@@ -206,8 +206,19 @@ class FeatureStore:
         related = related_features(around.select(TYPE, KEY), walk.relations(), own, defaults)
         rows = catalog_rows(around.join(related, on=KEY, how="left"))
         self._swap(rows)
-        self._pending.append(self._writer.submit(self._persist, rows))
+        self._pending = [*self._unsettled(), self._writer.submit(self._persist, rows)]
         return rows
+
+    @property
+    def unsettled_writes(self) -> int:
+        """Refreshed rows' writes to the snapshot table still running, or failed (for
+        :meth:`flush` to raise)."""
+        self._pending = self._unsettled()
+        return len(self._pending)
+
+    def _unsettled(self) -> list[Future[None]]:
+        # Finished writes are dropped as they settle: a running service refreshes without end.
+        return [write for write in self._pending if not write.done() or write.exception()]
 
     def flush(self) -> None:
         """Wait until every refreshed row is in the snapshot table; raise a write error."""

@@ -214,7 +214,9 @@ class DecisionBook:
         :meth:`rebuild` does; ``warnings`` are the flags of exactly those subjects. Returns
         how many decisions were replaced."""
         keys = sorted(set(subject_keys))
-        fresh = self._decide(keys, flags_from_frame(warnings))
+        # Own rows, not views: a view keeps its whole refresh's matrix alive until every
+        # row of it is replaced again, so the book would grow with every refresh.
+        fresh = self._decide(keys, flags_from_frame(warnings), share_matrix=False)
         with self._lock:
             merged = dict(self._decisions)
             merged.update(fresh)
@@ -272,14 +274,20 @@ class DecisionBook:
         ]
 
     def _decide(
-        self, keys: Sequence[str], flags: dict[str, tuple[WarningFlag, ...]]
+        self,
+        keys: Sequence[str],
+        flags: dict[str, tuple[WarningFlag, ...]],
+        *,
+        share_matrix: bool = True,
     ) -> dict[str, SubjectDecision]:
         as_of = self.features.as_of
         if as_of is None:
             raise RuntimeError("the feature store has nothing materialised")
         types, matrix = self.features.rows(keys)
         decisions = self.model.decide_batch(matrix, explain=False) if keys else []
-        found = subject_decisions(as_of, types, keys, matrix, decisions, flags)
+        found = subject_decisions(
+            as_of, types, keys, matrix, decisions, flags, share_matrix=share_matrix
+        )
         return {item.subject_key: item for item in found}
 
 
@@ -292,10 +300,13 @@ def subject_decisions(
     flags: dict[str, tuple[WarningFlag, ...]],
     *,
     explained: bool = False,
+    share_matrix: bool = True,
 ) -> list[SubjectDecision]:
     """One :class:`SubjectDecision` per row of ``matrix`` (made read-only: the decisions
-    share its rows); ``explained`` when ``decisions`` were made with reasons."""
+    share its rows, or, without ``share_matrix``, each gets a copy of its own row);
+    ``explained`` when ``decisions`` were made with reasons."""
     matrix.setflags(write=False)
+    rows = list(matrix) if share_matrix else [_own_row(row) for row in matrix]
     return [
         SubjectDecision(
             subject_type=types[i],
@@ -303,8 +314,14 @@ def subject_decisions(
             features_as_of=as_of,
             decision=decisions[i],
             warnings=flags.get(key, ()),
-            features=matrix[i],
+            features=rows[i],
             explained=explained or decisions[i].thin_file,
         )
         for i, key in enumerate(keys)
     ]
+
+
+def _own_row(row: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    own = row.copy()
+    own.setflags(write=False)
+    return own

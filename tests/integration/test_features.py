@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -463,6 +464,13 @@ def test_feature_store_lookup_load_and_refresh_equal_a_full_rebuild(
     assert evaluate_warnings(store, AS_OF, affected, scope=ring).equals(
         evaluate_warnings(store, AS_OF, affected)
     )
+    # A running service refreshes without end: finished writes are not kept.
+    for _ in range(3):
+        features.refresh(touched)
+    deadline = time.monotonic() + 30
+    while features.unsettled_writes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert features.unsettled_writes == 0
     features.flush()  # the refreshed rows are in the snapshot table too
     persisted = FeatureStore(store)
     persisted.load(AS_OF)

@@ -247,6 +247,10 @@ def test_a_legal_representatives_new_listing_alerts_the_watcher_of_the_company_o
             metadata=monitored.meta("agency"),
         )
         assert "W_RP_LEGAL_REP_DISHONEST" in {w.code for w in scored.warnings}
+        # Its refreshed decision holds its own feature row, not a view that would keep the
+        # refresh's whole matrix alive (the book would grow with every refresh).
+        refreshed = monitored.server.runtime.book.lookup(company)  # type: ignore[union-attr]
+        assert refreshed is not None and refreshed.features.base is None
 
         assert bystander.drain(wait=1.0) == []
 
