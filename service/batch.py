@@ -14,6 +14,20 @@ rows), ``P.parquet.rejects.csv`` (bad lines of the subject list) and, at the end
 ``P.parquet`` itself (the parts combined into a temporary file, then renamed). Every file
 is replaced atomically (write a temporary, fsync, rename).
 
+Or a DuckDB table (``BatchJob.table``; the CLI's ``--out D.duckdb [--table T]``): the same
+chunks, checkpoint and Parquet parts, named after ``D.duckdb.T`` (``D.duckdb.T.parts/``,
+``D.duckdb.T.rejects.csv``; so one database holds many jobs' tables), and only the final
+step differs: the parts are loaded into ``T`` by one ``CREATE TABLE T AS SELECT * FROM
+read_parquet([...])`` and a ``COMMENT ON TABLE`` naming the job's run (job id, start time,
+as-of date), committed as one transaction: a kill leaves no table or the whole table, with
+the columns and types of the Parquet file. The checkpoint is marked complete after the
+commit; a resume that finds ``T`` with its run's comment takes it as done (killed between
+the commit and the checkpoint), one with any other comment, or a ``T`` present before the
+job (checked before any work), is someone else's table: the job refuses, never replacing
+or adding to it. A job run again from scratch (parts removed) is another run, with other
+decision ids, and so refuses the first run's table too. The records store is refused as
+an output, whatever the format.
+
 Exactly one audit entry per subject, whatever the interruption:
 
 1. a chunk's entries are appended to the decision log *before* its part file and its
@@ -52,6 +66,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import time
@@ -63,6 +78,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from audit.chain import fsync_directory
@@ -90,18 +106,24 @@ __all__ = [
     "BatchResult",
     "Reject",
     "run_batch",
+    "store_conflict",
+    "table_name_problem",
 ]
 
 CRASH_ENV = "CREDIT_RISK_BATCH_CRASH"
 """Tests only: ``<point>:<chunk>`` kills the process (SIGKILL) at ``point`` of chunk
 number ``chunk``: ``mid-log`` (half the chunk's entries appended), ``after-log`` (all
-appended, no part file), ``after-part`` (part file written, no checkpoint); with a
-``:int`` suffix it sends SIGINT instead (Ctrl-C: to the process group when the process
-leads one, as a terminal does, so that a LocalCluster's workers get it too)."""
+appended, no part file), ``after-part`` (part file written, no checkpoint); and, with
+``end`` for the chunk, at the final step: ``mid-combine`` (DuckDB output: the table
+created in the open transaction, not committed), ``after-combine`` (the output complete,
+the checkpoint not yet marked complete). With a ``:int`` suffix it sends SIGINT instead
+(Ctrl-C: to the process group when the process leads one, as a terminal does, so that a
+LocalCluster's workers get it too)."""
 
 CHECKPOINT = "checkpoint.json"
 ENGINES = ("local", "dask", "dask-local")
 _FORMAT = 1
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "subject_type": pl.String(),
@@ -130,7 +152,7 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
 
 
 class BatchError(Exception):
-    """A job that cannot run as asked (another job's parts in the way, nothing to score)."""
+    """A job that cannot run as asked (another job's parts or someone's table in the way)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +172,7 @@ class BatchJob:
     engine: str = "local"  # one of ENGINES
     scheduler: str | None = None  # engine "dask": the scheduler's address
     workers: int | None = None  # engine "dask-local": worker processes (default: cores)
+    table: str | None = None  # None: Parquet at ``out``; else this table of the DuckDB file ``out``
 
 
 @dataclass
@@ -177,7 +200,7 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1), encoding="utf-8"))
 
 
-def _crash_point(point: str, chunk: int) -> None:
+def _crash_point(point: str, chunk: int | str) -> None:
     wanted = os.environ.get(CRASH_ENV, "")
     if wanted == f"{point}:{chunk}":
         os.kill(os.getpid(), signal.SIGKILL)
@@ -267,6 +290,15 @@ def run_batch(
         raise BatchError(f"unknown engine {job.engine!r}; one of: {', '.join(ENGINES)}")
     if job.engine == "dask" and not job.scheduler:
         raise BatchError("the dask engine needs a scheduler address")
+    if job.table is not None and (problem := table_name_problem(job.table)):
+        raise BatchError(f"table: {problem}")
+    if problem := store_conflict(settings, job.out):
+        raise BatchError(problem)
+    base = _output_base(job)
+    parts = base.with_name(base.name + ".parts")
+    checkpoint_path = parts / CHECKPOINT
+    if job.table is not None:  # before any work: never end a long job on someone's table
+        _check_table(settings, job.out, job.table, checkpoint_path)
     started = time.perf_counter()
     model = RiskModel.load(settings.data_dir, compiled=False)
     keys, lines, rejects = _subjects(settings, job)
@@ -294,7 +326,6 @@ def run_batch(
         )
     flags = flags_from_frame(warnings)
 
-    parts = job.out.with_name(job.out.name + ".parts")
     params = {
         "format": _FORMAT,
         "as_of": job.as_of.isoformat(),
@@ -308,7 +339,6 @@ def run_batch(
         "purpose": job.purpose,
     }
     params_hash = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-    checkpoint_path = parts / CHECKPOINT
     log = DecisionLog(
         settings.audit_log_path,
         segment_bytes=settings.audit.segment_bytes,
@@ -321,6 +351,7 @@ def run_batch(
                 raise BatchError(
                     f"{parts} holds another job (other date, subjects, chunk size or model); "
                     "remove it or choose another --out"
+                    + ("" if job.table is None else " or --table")
                 )
         else:
             parts.mkdir(parents=True, exist_ok=True)
@@ -350,16 +381,22 @@ def run_batch(
         )
     finally:
         log.close()
-    _write_rejects(job.out, rejects)
+    _write_rejects(base, rejects)
     if not checkpoint["complete"]:
-        _combine(job.out, parts, checkpoint)
+        if job.table is None:
+            _combine(job.out, parts, checkpoint)
+        else:
+            _combine_table(settings, job.out, job.table, parts, checkpoint)
+        _crash_point("after-combine", "end")
         checkpoint["complete"] = True
         _write_json(checkpoint_path, checkpoint)
         for chunk in checkpoint["chunks"]:
             (parts / chunk["file"]).unlink(missing_ok=True)
-    return BatchResult(
-        _summary(checkpoint, rejects, time.perf_counter() - started, summary_extra), rejects
-    )
+    output = {"format": "parquet", "path": str(job.out.absolute())}
+    if job.table is not None:
+        output = {"format": "duckdb", "database": str(job.out.absolute()), "table": job.table}
+    summary = _summary(checkpoint, rejects, time.perf_counter() - started, summary_extra)
+    return BatchResult({"output": output, **summary}, rejects)
 
 
 def _local_decisions(model: RiskModel, chunks: Chunks) -> Generator[list[Decision]]:
@@ -508,6 +545,137 @@ def _combine(out: Path, parts: Path, checkpoint: dict[str, Any]) -> None:
     combined = pl.concat(frames) if frames else pl.DataFrame(schema=OUTPUT_SCHEMA)
     out.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(out, combined.write_parquet)
+
+
+def table_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a batch output table (None: it can): a plain SQL identifier,
+    not a reserved word, so that it needs no quoting in anyone's queries."""
+    if not _IDENTIFIER.fullmatch(name):
+        return (
+            f"{name!r} is not a plain SQL identifier (a letter or '_', then letters, "
+            "digits or '_'; at most 63)"
+        )
+    with closing(duckdb.connect()) as connection:
+        reserved = connection.execute(
+            "SELECT count(*) FROM duckdb_keywords() "
+            "WHERE keyword_category = 'reserved' AND keyword_name = lower(?)",
+            [name],
+        ).fetchone()
+    if reserved and reserved[0]:
+        return f"{name!r} is a reserved SQL keyword"
+    return None
+
+
+def store_conflict(settings: Settings, out: Path) -> str | None:
+    """Why ``out`` may not receive a job's output (None: it may): the records store the
+    job reads, whatever the output format."""
+    store = settings.store_path
+    same = out.resolve() == store.resolve() or (
+        out.exists() and store.exists() and os.path.samefile(out, store)
+    )
+    if same:
+        return (
+            f"{out} is the service's records store ({store}), which the job reads; write elsewhere"
+        )
+    return None
+
+
+def _output_base(job: BatchJob) -> Path:
+    """What the parts directory and the rejects file are named after: ``out``, or for a
+    DuckDB table ``<out>.<table>`` (so that one database holds many jobs' tables)."""
+    return job.out if job.table is None else job.out.with_name(f"{job.out.name}.{job.table}")
+
+
+def _table_marker(checkpoint: dict[str, Any]) -> str:
+    """The comment of a table this run of the job wrote (unique per run: a job run again
+    from scratch has another start time, so other decision ids)."""
+    return (
+        f"credit-risk score-batch job {checkpoint['job_id']}, started "
+        f"{checkpoint['started_ms']}, as of {checkpoint['params']['as_of']}"
+    )
+
+
+def _connect_output(settings: Settings, out: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    config: dict[str, Any] = {}
+    if settings.store.threads is not None:
+        config["threads"] = settings.store.threads
+    if settings.store.memory_limit is not None:
+        config["memory_limit"] = settings.store.memory_limit
+    return duckdb.connect(str(out), read_only=read_only, config=config)
+
+
+def _table_comment(connection: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    """The comment of ``table`` (a table or view of the main schema; '' without one), None
+    when there is none of that name (DuckDB's names are case-insensitive)."""
+    row = connection.execute(
+        "SELECT coalesce(comment, '') FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND lower(table_name) = lower($name) "
+        "UNION ALL SELECT coalesce(comment, '') FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND lower(view_name) = lower($name)",
+        {"name": table},
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _foreign_table(out: Path, table: str) -> BatchError:
+    return BatchError(
+        f"{out} already holds a table (or view) named {table!r} that this job did not "
+        "write; it is left as it is: choose another --table or --out"
+    )
+
+
+def _check_table(settings: Settings, out: Path, table: str, checkpoint_path: Path) -> None:
+    """Refuse an existing ``table`` unless this job's run (its checkpoint) wrote it."""
+    checkpoint = (
+        json.loads(checkpoint_path.read_text(encoding="utf-8"))
+        if checkpoint_path.exists()
+        else None
+    )
+    if (checkpoint is not None and checkpoint["complete"]) or not out.exists():
+        return  # finished (nothing more will be written), or no database yet
+    try:
+        with closing(_connect_output(settings, out, read_only=True)) as connection:
+            comment = _table_comment(connection, table)
+    except duckdb.Error as err:
+        raise BatchError(f"cannot open {out} as a DuckDB database: {err}") from err
+    if comment is not None and (checkpoint is None or comment != _table_marker(checkpoint)):
+        raise _foreign_table(out, table)
+
+
+def _combine_table(
+    settings: Settings, out: Path, table: str, parts: Path, checkpoint: dict[str, Any]
+) -> None:
+    """Load the parts into ``table`` of the DuckDB database ``out`` in one transaction
+    (with the run's marker as the table's comment): a kill leaves no table or all of it.
+    A table with this run's marker was committed before a kill: it is left as it is."""
+    marker = _table_marker(checkpoint)
+    files = [str(parts / chunk["file"]) for chunk in checkpoint["chunks"]]
+    name = f'"{table}"'  # a plain identifier (checked), quoted against keywords to come
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with closing(_connect_output(settings, out, read_only=False)) as connection:
+            comment = _table_comment(connection, table)
+            if comment == marker:
+                return
+            if comment is not None:
+                raise _foreign_table(out, table)
+            connection.execute("SET preserve_insertion_order = true")  # the parts' order
+            connection.execute("BEGIN TRANSACTION")
+            if files:
+                connection.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet(?)", [files])
+            else:
+                connection.register("batch_no_rows", pl.DataFrame(schema=OUTPUT_SCHEMA))
+                connection.execute(f"CREATE TABLE {name} AS SELECT * FROM batch_no_rows")
+                connection.unregister("batch_no_rows")
+            literal = marker.replace("'", "''")  # (a statement without parameters)
+            connection.execute(f"COMMENT ON TABLE {name} IS '{literal}'")
+            _crash_point("mid-combine", "end")
+            connection.execute("COMMIT")
+    except duckdb.Error as err:
+        raise BatchError(f"cannot write the table {table!r} into {out}: {err}") from err
+    fsync_directory(out.parent)
 
 
 def _write_rejects(out: Path, rejects: Sequence[Reject]) -> None:

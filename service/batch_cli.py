@@ -11,7 +11,21 @@ import click
 
 from service.cli_common import common_options, settings_from
 
-__all__ = ["score_batch"]
+__all__ = ["DUCKDB_SUFFIX", "score_batch"]
+
+DUCKDB_SUFFIX = ".duckdb"
+"""An ``--out`` with this suffix (any case) is a DuckDB database; any other, a Parquet file."""
+
+
+def _table_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from service.batch import table_name_problem
+
+    problem = table_name_problem(value)
+    if problem:
+        raise click.BadParameter(problem, ctx=ctx, param=param)
+    return value
 
 
 @click.command("score-batch")
@@ -24,7 +38,20 @@ __all__ = ["score_batch"]
     help="One USCC or resident id a line ('#' comments); bad lines are reported, not fatal.",
 )
 @click.option("--all", "all_subjects", is_flag=True, help="Every subject of the store.")
-@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A Parquet file; or, named *.duckdb, a DuckDB database (created if missing) to "
+    "hold the rows in the table --table.",
+)
+@click.option(
+    "--table",
+    metavar="NAME",
+    callback=_table_name,
+    help="--out *.duckdb: the table to create, a plain SQL identifier; an existing table "
+    "is never replaced  [default: scores_<as-of as YYYY_MM_DD>]",
+)
 @click.option("--chunk-rows", default=10_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--purpose", default="credit_review", show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
@@ -54,6 +81,7 @@ def score_batch(
     subjects_file: Path | None,
     all_subjects: bool,
     out: Path,
+    table: str | None,
     chunk_rows: int,
     purpose: str,
     no_progress: bool,
@@ -61,11 +89,11 @@ def score_batch(
     scheduler: str | None,
     workers: int | None,
 ) -> None:
-    """Score subjects as of a date into Parquet, logging every decision; resumable: run the
-    same command again after an interruption. Prints a JSON summary."""
+    """Score subjects as of a date into Parquet or a DuckDB table, logging every decision;
+    resumable: run the same command again after an interruption. Prints a JSON summary."""
     from tqdm import tqdm
 
-    from service.batch import BatchError, BatchJob, run_batch
+    from service.batch import BatchError, BatchJob, run_batch, store_conflict
 
     if (subjects_file is None) == (not all_subjects):
         raise click.UsageError("give exactly one of --subjects FILE and --all")
@@ -73,7 +101,15 @@ def score_batch(
         raise click.UsageError("--scheduler goes with --engine dask, and it needs one")
     if workers is not None and engine != "dask-local":
         raise click.UsageError("--workers goes with --engine dask-local")
+    if out.suffix.lower() == DUCKDB_SUFFIX:
+        table = table or f"scores_{as_of:%Y_%m_%d}"
+    elif table is not None:
+        raise click.UsageError(
+            f"--table goes with a DuckDB --out (a name ending in {DUCKDB_SUFFIX})"
+        )
     settings = settings_from(data_dir, config_file)
+    if problem := store_conflict(settings, out):
+        raise click.BadParameter(problem, param_hint="'--out'")
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -88,6 +124,7 @@ def score_batch(
         engine=engine,
         scheduler=scheduler,
         workers=workers,
+        table=table,
     )
     with tqdm(desc="score-batch", unit="subject", disable=no_progress) as bar:
         try:

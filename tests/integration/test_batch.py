@@ -10,14 +10,17 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from click.testing import CliRunner, Result
 from conftest import PLAN, ServiceData, make_uscc
 from distributed import Client, LocalCluster
 
@@ -28,7 +31,15 @@ from features.pipeline import KEY, build
 from models.data import feature_matrix
 from models.model import RiskModel
 from records.runtime import make_pseudonymiser, open_store
-from service.batch import CHECKPOINT, CRASH_ENV, ENGINES, BatchJob, run_batch
+from service.batch import (
+    CHECKPOINT,
+    CRASH_ENV,
+    ENGINES,
+    OUTPUT_SCHEMA,
+    BatchError,
+    BatchJob,
+    run_batch,
+)
 from service.batch_cli import score_batch
 from service.batch_dask import FEATURES_DIR
 from settings import Settings, load_settings
@@ -250,25 +261,29 @@ def test_dask_local_engine_gives_the_local_engines_job(
     local_entries = _log_entries(settings)
     sequence = len(local_entries)
 
-    dask_out = tmp_path / "dask.parquet"
+    database = tmp_path / "dask.duckdb"  # and into a DuckDB table: the combine is the driver's
     result = _cli(
-        "score-batch", "--as-of", AS_OF.isoformat(), "--all", "--out", str(dask_out),
-        "--chunk-rows", "600", "--engine", "dask-local", "--workers", "2", "--no-progress",
-        "--data-dir", str(settings.data_dir),
+        "score-batch", "--as-of", AS_OF.isoformat(), "--all", "--out", str(database),
+        "--table", "dask_scores", "--chunk-rows", "600", "--engine", "dask-local",
+        "--workers", "2", "--no-progress", "--data-dir", str(settings.data_dir),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["engine"] == "dask-local"
+    assert summary["output"] == {
+        "format": "duckdb", "database": str(database), "table": "dask_scores"
+    }  # fmt: skip
     engine = next(p for p in score_batch.params if p.name == "engine")
     assert isinstance(engine.type, click.Choice)
     assert tuple(engine.type.choices) == ENGINES
-    timing = ("engine", "seconds", "rows_per_second", "decide_seconds")
+    timing = ("engine", "seconds", "rows_per_second", "decide_seconds", "output")
     assert _without(summary, *timing) == _without(local.summary, *timing)
 
-    table, other = pl.read_parquet(dask_out), pl.read_parquet(local_out)
+    table, other = _read_table(database, "dask_scores"), pl.read_parquet(local_out)
     assert table.height == other.height == local.summary["subjects"]
     assert table.drop("decision_id").equals(other.drop("decision_id"))
     keys = table[KEY].to_list()
+    dask_out = tmp_path / "dask.duckdb.dask_scores"  # what its parts are named after
     assert table["decision_id"].to_list() == _derived_ids(dask_out, keys)
     assert other["decision_id"].to_list() == _derived_ids(local_out, keys)
 
@@ -279,7 +294,19 @@ def test_dask_local_engine_gives_the_local_engines_job(
         _without(e, "decision_id", "time") for e in local_entries
     ]
     assert verify_log(settings.audit_log_path).ok
-    assert not (tmp_path / "dask.parquet.parts" / FEATURES_DIR).exists()
+    assert not (tmp_path / "dask.duckdb.dask_scores.parts" / FEATURES_DIR).exists()
+
+
+def _read_table(database: Path, table: str) -> pl.DataFrame:
+    with closing(duckdb.connect(str(database), read_only=True)) as connection:
+        frame: pl.DataFrame = connection.sql(f"SELECT * FROM {table}").pl()
+    return frame
+
+
+def _tables(database: Path) -> dict[str, str | None]:
+    with closing(duckdb.connect(str(database), read_only=True)) as connection:
+        rows = connection.execute("SELECT table_name, comment FROM duckdb_tables()").fetchall()
+    return dict(rows)
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -344,3 +371,186 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _processes_with(marker)
+
+
+# -- DuckDB table output ------------------------------------------------------------------
+
+
+def _mixed_listing(service_data: ServiceData, path: Path, entities: int, persons: int) -> Path:
+    usccs = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:entities]
+    residents = service_data.frames["natural_person"]["resident_id"].unique().sort().to_list()
+    path.write_text("\n".join(usccs + residents[:persons]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_duckdb_table_holds_the_parquet_rows_once(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    listing = _mixed_listing(service_data, tmp_path / "subjects.txt", 150, 150)
+    parquet = run_batch(
+        settings, BatchJob(as_of=AS_OF, out=tmp_path / "scores.parquet", chunk_rows=100,
+                           subjects_file=listing)
+    )  # fmt: skip
+    assert parquet.summary["output"] == {
+        "format": "parquet", "path": str(tmp_path / "scores.parquet")
+    }  # fmt: skip
+    sequence = len(_log_entries(settings))
+
+    database = tmp_path / "out" / "results.duckdb"
+    command = [
+        "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
+        "--out", str(database), "--chunk-rows", "100", "--no-progress",
+        "--data-dir", str(settings.data_dir),
+    ]  # fmt: skip
+    result = CliRunner().invoke(score_batch, command)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    name = f"scores_{AS_OF:%Y_%m_%d}"  # the default table
+    assert summary["output"] == {"format": "duckdb", "database": str(database), "table": name}
+    assert summary["subjects"] == parquet.summary["subjects"] == 300
+
+    # The same rows, columns and types as the Parquet file; decision ids are the job's.
+    table, expected = _read_table(database, name), pl.read_parquet(tmp_path / "scores.parquet")
+    assert table.schema == expected.schema
+    assert table.drop("decision_id").equals(expected.drop("decision_id"))
+    assert table.filter(pl.col("warnings").list.len() > 0).height > 0
+    base = database.with_name(f"results.duckdb.{name}")  # its parts and rejects
+    assert table["decision_id"].to_list() == _derived_ids(base, table[KEY].to_list())
+    entries = _log_entries(settings)[sequence:]
+    assert [e["decision_id"] for e in entries] == table["decision_id"].to_list()
+    assert (tmp_path / "out" / f"results.duckdb.{name}.rejects.csv").exists()
+    with closing(duckdb.connect(str(database), read_only=True)) as connection:
+        columns = connection.execute(f"DESCRIBE {name}").fetchall()
+    types = {column[0]: column[1] for column in columns}
+    assert (types["features_as_of"], types["score"], types["thin_file"]) == (
+        "DATE", "BIGINT", "BOOLEAN"
+    )  # fmt: skip
+    assert types["reasons"] == "STRUCT(code VARCHAR, feature VARCHAR, contribution DOUBLE)[]"
+
+    # The finished job again: nothing decided or logged, the table as it was, no duplicates.
+    again = CliRunner().invoke(score_batch, command)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["decided_this_run"] == 0
+    assert _read_table(database, name).equals(table)
+    assert len(_log_entries(settings)) == sequence + table.height
+
+    # Another job's table beside it in the same database.
+    small = _mixed_listing(service_data, tmp_path / "small.txt", 2, 1)
+    other = CliRunner().invoke(
+        score_batch,
+        ["--as-of", AS_OF.isoformat(), "--subjects", str(small), "--out", str(database),
+         "--table", "small_one", "--no-progress", "--data-dir", str(settings.data_dir)],
+    )  # fmt: skip
+    assert other.exit_code == 0, other.output
+    assert _read_table(database, "small_one").height == 3
+    assert _read_table(database, name).equals(table)
+
+    # The same command from scratch (its parts removed) would be another run, with other
+    # decision ids: it refuses the table the first run wrote, before any work.
+    shutil.rmtree(base.with_name(base.name + ".parts"))
+    fresh = CliRunner().invoke(score_batch, command)
+    assert fresh.exit_code == 1
+    assert f"named '{name}' that this job did not write" in fresh.output
+    assert not base.with_name(base.name + ".parts").exists()
+    assert len(_log_entries(settings)) == sequence + table.height + 3
+    assert _read_table(database, name).equals(table)
+
+
+def test_duckdb_table_after_kills_in_the_final_step_has_one_row_per_subject(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:60]
+    listing = tmp_path / "subjects.txt"
+    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    database = tmp_path / "results.duckdb"
+    command = (
+        "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
+        "--out", str(database), "--table", "batch_2026_06_30", "--chunk-rows", "25",
+        "--no-progress", "--data-dir", str(settings.data_dir),
+    )  # fmt: skip
+    parts = tmp_path / "results.duckdb.batch_2026_06_30.parts"
+
+    killed = _cli(*command, crash="mid-log:1")
+    assert killed.returncode == -9, killed.stderr
+    assert not database.exists()
+    killed = _cli(*command, crash="mid-combine:end")  # in the table's transaction
+    assert killed.returncode == -9, killed.stderr
+    assert _tables(database) == {}
+    killed = _cli(*command, crash="after-combine:end")  # committed, checkpoint not complete
+    assert killed.returncode == -9, killed.stderr
+    assert _read_table(database, "batch_2026_06_30").height == len(keys)
+    assert not json.loads((parts / CHECKPOINT).read_text())["complete"]
+
+    finished = _cli(*command)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout)["subjects"] == len(keys)
+    checkpoint = json.loads((parts / CHECKPOINT).read_text())
+    assert checkpoint["complete"]
+    assert sorted(p.name for p in parts.iterdir()) == [CHECKPOINT]
+    table = _read_table(database, "batch_2026_06_30")
+    assert table[KEY].to_list() == keys  # one row per subject, in key order
+    entries = _log_entries(settings)
+    assert [e["decision_id"] for e in entries] == table["decision_id"].to_list()
+    assert table["decision_id"].to_list() == _derived_ids(parts.with_suffix(""), keys)
+    assert verify_log(settings.audit_log_path).ok
+    assert list(_tables(database)) == ["batch_2026_06_30"]
+
+
+def test_duckdb_output_refuses_foreign_tables_the_store_and_bad_names(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    listing = _mixed_listing(service_data, tmp_path / "subjects.txt", 2, 0)
+    common = ["--as-of", AS_OF.isoformat(), "--subjects", str(listing), "--no-progress",
+              "--data-dir", str(settings.data_dir)]  # fmt: skip
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(score_batch, [*common, *args])
+
+    database = tmp_path / "theirs.duckdb"
+    with closing(duckdb.connect(str(database))) as connection:
+        connection.execute("CREATE TABLE ledger AS SELECT 42 AS amount")
+    for name in ("ledger", "LEDGER"):  # DuckDB's names are case-insensitive
+        refused = run("--out", str(database), "--table", name)
+        assert refused.exit_code == 1, refused.output
+        assert "that this job did not write" in refused.output
+        assert not (tmp_path / f"theirs.duckdb.{name}.parts").exists()
+    assert _read_table(database, "ledger").to_dicts() == [{"amount": 42}]
+
+    store = settings.store_path
+    link = tmp_path / "store-link.duckdb"
+    link.symlink_to(store)
+    for out in (store, link):
+        refused = run("--out", str(out))
+        assert refused.exit_code == 2, refused.output
+        assert "'--out'" in refused.output and "records store" in refused.output
+    with pytest.raises(BatchError, match="records store"):
+        run_batch(settings, BatchJob(as_of=AS_OF, out=store, table="scores"))
+
+    for name in ("x; DROP TABLE ledger", "9lives", "scores-2026", "select", "a" * 64):
+        refused = run("--out", str(database), "--table", name)
+        assert refused.exit_code == 2, refused.output
+        assert "Invalid value for '--table'" in refused.output, refused.output
+    refused = run("--out", str(tmp_path / "scores.parquet"), "--table", "scores")
+    assert refused.exit_code == 2
+    assert "--table goes with a DuckDB --out" in refused.output
+    with pytest.raises(BatchError, match="table: 'x y' is not a plain SQL identifier"):
+        run_batch(settings, BatchJob(as_of=AS_OF, out=database, table="x y"))
+    assert list(_tables(database)) == ["ledger"]
+    assert _log_entries(settings) == []
+
+    # No subject to score: an empty table, with the columns and types all the same.
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text(make_uscc(98_765_432, region="110105") + "\n", encoding="utf-8")
+    empty = CliRunner().invoke(
+        score_batch,
+        ["--as-of", AS_OF.isoformat(), "--subjects", str(unknown), "--out", str(database),
+         "--table", "nobody", "--no-progress", "--data-dir", str(settings.data_dir)],
+    )  # fmt: skip
+    assert empty.exit_code == 0, empty.output
+    assert json.loads(empty.stdout)["rejects"] == 1
+    table = _read_table(database, "nobody")
+    assert table.height == 0
+    assert table.schema == pl.DataFrame(schema=OUTPUT_SCHEMA).schema
