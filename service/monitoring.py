@@ -62,7 +62,7 @@ class Monitoring:
         try:
             return self.scorer.subject_key(item.subject, today.date())
         except InvalidRequest as err:
-            raise InvalidRequest(f"{at}.{err.field}", err.rule, f"{at}.{err.message}") from None
+            raise err.within(at) from None
 
     def watch(self, client: str, items: Sequence[WatchItem]) -> tuple[int, int]:
         """Add ``items`` to ``client``'s watchlist, all or nothing; (added, watched)."""

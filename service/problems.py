@@ -37,6 +37,12 @@ class InvalidRequest(RequestProblem):
         self.field = field  # e.g. "subject.uscc"
         self.rule = rule  # a stable machine-readable reason, e.g. "check_character"
 
+    def within(self, path: str) -> InvalidRequest:
+        """The same problem, of the item at ``path`` of a request (e.g. ``batches[2]``):
+        the field becomes ``batches[2].table`` and the message says where too."""
+        joined = "." if self.message.startswith(self.field) else ": "
+        return InvalidRequest(f"{path}.{self.field}", self.rule, f"{path}{joined}{self.message}")
+
 
 class NotFound(RequestProblem):
     """What the request names does not exist."""

@@ -53,9 +53,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServicer):
             try:
                 reported = decode_batch(batch)
             except InvalidRequest as err:
-                raise InvalidRequest(
-                    f"{at}.{err.field}", err.rule, f"{at}: {err.message}"
-                ) from None
+                raise err.within(at) from None
             if reported.table in REGISTRY_TABLES and reported.table not in client.registries:
                 raise PermissionDenied(
                     f"{at}.table: {reported.table} is a registry table (keyed without source); "

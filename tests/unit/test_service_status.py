@@ -135,6 +135,19 @@ def test_invalid_request_has_a_field_violation_naming_field_and_rule() -> None:
     assert (item_violation.field, item_violation.reason) == ("subject.uscc", "check_character")
 
 
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("subject.uscc: bad check", "subjects[3].subject.uscc: bad check"),
+        ("no such table", "subjects[3]: no such table"),
+    ],
+)
+def test_an_items_problem_names_the_item_in_field_and_message(message: str, expected: str) -> None:
+    problem = InvalidRequest("subject.uscc", "check_character", message).within("subjects[3]")
+    assert (problem.field, problem.rule) == ("subjects[3].subject.uscc", "check_character")
+    assert problem.message == expected
+
+
 def test_consent_required_names_the_authorization_id_field() -> None:
     failure = failure_of(ConsentRequired("authorization_id", "consent needed"))
     rich = rpc_status_of(grpc_status(failure, REQUEST_ID))
