@@ -5,11 +5,9 @@ comes back to SERVING each time."""
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import duckdb
 import grpc
 from conftest import ServiceData, bearer
-from test_service_process import BIN, ServerProcess
+from test_service_process import ServerProcess, verify_log_as_a_user
 
 from audit.log import DecisionLog
 from creditrisk.v1 import (
@@ -151,15 +149,7 @@ def test_ten_sigkills_under_load_lose_nothing_acknowledged(
     # Shown with `pytest -s`; recorded in benchmarks/README.md.
     print(f"\n{ROUNDS} kills: {len(decisions)} decisions and {len(records)} records acknowledged")
 
-    verified = subprocess.run(
-        [str(BIN / "credit-risk"), "audit", "verify", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert json.loads(verified.stdout)["ok"] is True
+    verify_log_as_a_user(data_dir, timeout=300)
     with DecisionLog(data_dir / "audit") as log:
         logged = {entry.body["decision_id"] for entry in log.entries()}
     assert [d for d in decisions if d not in logged] == []

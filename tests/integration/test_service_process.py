@@ -62,6 +62,20 @@ class ServerProcess:
         return code
 
 
+def verify_log_as_a_user(data_dir: Path, *, timeout: float) -> None:
+    """`credit-risk audit verify` in its own process, as an operator runs it after a crash:
+    exit status 0 and an intact chain."""
+    verified = subprocess.run(
+        [str(BIN / "credit-risk"), "audit", "verify", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["ok"] is True
+
+
 @pytest.fixture
 def server_process(service_data: ServiceData, tmp_path: Path) -> Iterator[ServerProcess]:
     data_dir = tmp_path / "data"
