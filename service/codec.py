@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -208,16 +209,17 @@ class ScoreResponseEncoder:
     bytes are exactly a ScoreResponse."""
 
     def __init__(self) -> None:
-        self._parts: dict[tuple[str, bool], tuple[SubjectDecision, bytes]] = {}
+        # A weak reference: a decision replaced by a refresh is not kept alive by its bytes.
+        self._parts: dict[tuple[str, bool], tuple[weakref.ref[SubjectDecision], bytes]] = {}
 
     def encode(self, answer: ScoredDecision, *, explain: bool, stream_index: int = 0) -> bytes:
         subject = answer.subject
         cached = self._parts.get((subject.subject_key, explain))
-        if cached is not None and cached[0] is subject:
+        if cached is not None and cached[0]() is subject:
             part = cached[1]
         else:
             part = _decision_part(subject, answer.warning_rules_version, explain)
-            self._parts[(subject.subject_key, explain)] = (subject, part)
+            self._parts[(subject.subject_key, explain)] = (weakref.ref(subject), part)
         own = credit_risk_pb2.ScoreResponse(
             decision_id=answer.decision_id,
             decided_at=timestamp_message(answer.decided_at),

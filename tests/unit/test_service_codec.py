@@ -1,15 +1,22 @@
-"""service.codec: decoding requests into ScoreQuery."""
+"""service.codec: decoding requests into ScoreQuery; encoding answers."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+from datetime import UTC, date, datetime
+
+import numpy as np
 import pytest
 
 from creditrisk.v1 import common_pb2, credit_risk_pb2
 from features.warnings import Severity
+from models.decisions import SubjectDecision
+from models.model import Decision
 from records.tables import INQUIRY_PURPOSES
-from service.codec import decode_score_request, decode_warnings_request
+from service.codec import ScoreResponseEncoder, decode_score_request, decode_warnings_request
 from service.problems import InvalidRequest
-from service.scoring import ScoreQuery, SubjectQuery
+from service.scoring import ScoredDecision, ScoreQuery, SubjectQuery
 
 USCC = "91350100M000100Y43"
 RESIDENT_ID = "11010519491231002X"
@@ -163,3 +170,49 @@ def test_score_requests_never_carry_a_min_severity() -> None:
     request = credit_risk_pb2.ScoreRequest(purpose=common_pb2.PURPOSE_LOAN_APPROVAL)
     assert decode_score_request(request).min_severity is None
     assert decode_score_request(request).explain is False
+
+
+def _answer(subject: SubjectDecision) -> ScoredDecision:
+    return ScoredDecision(
+        decision_id="01JDZ0000000000000000000AB",
+        decided_at=datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        subject=subject,
+        client="demo-lender",
+        purpose="loan_approval",
+        authorization_id="",
+        request_id="r-1",
+        warning_rules_version="w1",
+    )
+
+
+def _subject(score: int) -> SubjectDecision:
+    return SubjectDecision(
+        subject_type="entity",
+        subject_key=USCC,
+        features_as_of=date(2025, 12, 31),
+        decision=Decision(0.02, score, "B", (), False, "m1"),
+        warnings=(),
+        features=np.zeros(3),
+        explained=True,
+    )
+
+
+def test_the_encoder_answers_a_replaced_decision_anew_and_does_not_keep_the_old_one() -> None:
+    encoder = ScoreResponseEncoder()
+    old = _subject(610)
+    first = credit_risk_pb2.ScoreResponse.FromString(encoder.encode(_answer(old), explain=False))
+    assert (first.score, first.decision_id, first.request_id) == (
+        610,
+        "01JDZ0000000000000000000AB",
+        "r-1",
+    )
+    # A refresh replaces the decision: the next answer is the new one...
+    gone = weakref.ref(old)
+    del old
+    gc.collect()
+    assert gone() is None  # ...and the encoder's cache did not keep the replaced one alive.
+    new = _subject(655)
+    second = credit_risk_pb2.ScoreResponse.FromString(encoder.encode(_answer(new), explain=False))
+    assert second.score == 655
+    again = credit_risk_pb2.ScoreResponse.FromString(encoder.encode(_answer(new), explain=False))
+    assert again == second
