@@ -184,6 +184,16 @@ def test_subject_list_rejects_bad_lines_without_failing(
         )
 
 
+def _entity_listing(
+    service_data: ServiceData, tmp_path: Path, count: int
+) -> tuple[list[str], Path]:
+    """The first ``count`` companies by USCC, and a subjects file listing them."""
+    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:count]
+    listing = tmp_path / "subjects.txt"
+    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    return keys, listing
+
+
 @pytest.mark.parametrize(
     ("crashes", "already_logged"),
     [
@@ -199,9 +209,7 @@ def test_resume_after_kill_gives_one_row_and_one_entry_per_subject(
     already_logged: dict[int, int],
 ) -> None:
     settings = _copy(service_data, tmp_path)
-    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:120]
-    listing = tmp_path / "subjects.txt"
-    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    keys, listing = _entity_listing(service_data, tmp_path, 120)
     out = tmp_path / "resumed.parquet"
     command = (
         "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
@@ -327,9 +335,7 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     service_data: ServiceData, tmp_path: Path
 ) -> None:
     settings = _copy(service_data, tmp_path)
-    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:120]
-    listing = tmp_path / "subjects.txt"
-    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    keys, listing = _entity_listing(service_data, tmp_path, 120)
     out = tmp_path / "resumed.parquet"
     command = (
         "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
@@ -461,9 +467,7 @@ def test_duckdb_table_after_kills_in_the_final_step_has_one_row_per_subject(
     service_data: ServiceData, tmp_path: Path
 ) -> None:
     settings = _copy(service_data, tmp_path)
-    keys = service_data.frames["legal_entity"]["uscc"].unique().sort().to_list()[:60]
-    listing = tmp_path / "subjects.txt"
-    listing.write_text("\n".join(keys) + "\n", encoding="utf-8")
+    keys, listing = _entity_listing(service_data, tmp_path, 60)
     database = tmp_path / "results.duckdb"
     command = (
         "score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
