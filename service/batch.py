@@ -70,8 +70,9 @@ import re
 import secrets
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -400,8 +401,23 @@ def run_batch(
 
 
 def _local_decisions(model: RiskModel, chunks: Chunks) -> Generator[list[Decision]]:
-    for _, chunk in chunks:
-        yield model.decide_batch(feature_matrix(chunk), explain=True)
+    """Each chunk's decisions, in order, the next chunk's decided on a second thread while
+    the caller logs and writes this one (LightGBM releases the GIL while it explains)."""
+
+    def decide(chunk: pl.DataFrame) -> list[Decision]:
+        return model.decide_batch(feature_matrix(chunk), explain=True)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-decide")
+    ahead: deque[Future[list[Decision]]] = deque()
+    try:
+        for _, chunk in chunks:
+            ahead.append(pool.submit(decide, chunk))
+            if len(ahead) > 1:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:  # closed early (an interruption): what is queued is dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _decider(settings: Settings, job: BatchJob, model: RiskModel, parts: Path) -> Decider:
