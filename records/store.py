@@ -6,6 +6,7 @@ made by an older release upgrades it; a store made by a newer release is refused
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,13 +17,27 @@ import duckdb
 
 from records.migrations import MIGRATIONS, latest_version
 
-__all__ = ["RecordStore", "StoreVersionError", "quote_identifier"]
+__all__ = ["RecordStore", "StoreLockedError", "StoreVersionError", "quote_identifier"]
 
 _VERSION_TABLE = "schema_migration"
 
 
 class StoreVersionError(RuntimeError):
     """The store's schema version is not one this release can open."""
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the store's file (DuckDB lets one process open it at a time
+    once any process writes to it)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        holder = re.search(r"PID (\d+)", detail)
+        by = f" (process {holder.group(1)})" if holder else ""
+        super().__init__(
+            f"the records store {path} is in use by another process{by}: DuckDB lets one "
+            "process at a time open it; stop that process (a running server, say) and run "
+            "this again"
+        )
 
 
 def quote_identifier(name: str) -> str:
@@ -49,7 +64,12 @@ class RecordStore:
             config["threads"] = threads
         if memory_limit is not None:
             config["memory_limit"] = memory_limit
-        self.connection = duckdb.connect(self.path, read_only=read_only, config=config)
+        try:
+            self.connection = duckdb.connect(self.path, read_only=read_only, config=config)
+        except duckdb.IOException as err:
+            if "Could not set lock" in str(err):
+                raise StoreLockedError(self.path, str(err)) from None
+            raise
         self.read_only = read_only
         self._migrate()
 

@@ -24,7 +24,25 @@ from service.server_cli import clients, health, score, serve
 from service.watch_cli import alerts, watch
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; the one place where a domain error that is the user's to fix
+    (the store held by another process, no model registered, a store from a newer
+    release) becomes a plain ``Error: ...`` and exit status 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:
+            # Imported here: the CLI starts without loading the domain packages.
+            from models.registry import ModelNotFoundError
+            from records.store import StoreLockedError, StoreVersionError
+
+            if isinstance(err, StoreLockedError | StoreVersionError | ModelNotFoundError):
+                raise click.ClickException(str(err)) from None
+            raise
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="credit-risk-service")
 def main() -> None:
     """Credit-information and risk-scoring service."""

@@ -66,6 +66,38 @@ def test_bad_table_and_bad_file_are_clear_errors(tmp_path: Path) -> None:
     assert "missing columns" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    assert credit_risk("store-info", "--data-dir", str(data_dir)).returncode == 0
+    store = data_dir / "store.duckdb"
+    holder = subprocess.Popen(  # as a running server holds it
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(store)!r}); "
+         "print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        for command in (("store-info",), ("generate", "--entities", "5", "--persons", "5")):
+            result = credit_risk(*command, "--data-dir", str(data_dir))
+            assert result.returncode == 1, result.stderr
+            assert "Traceback" not in result.stderr
+            assert f"records store {store} is in use by another process" in result.stderr
+            assert f"(process {holder.pid})" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_no_registered_model_is_a_clear_error(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    result = credit_risk(
+        "score-batch", "--as-of", "2026-06-30", "--all", "--out", str(tmp_path / "o.parquet"),
+        "--no-progress", "--data-dir", str(data_dir),
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no current model" in result.stderr and "credit-risk train" in result.stderr
+
+
 def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
     result = credit_risk("store-info", "--config", str(tmp_path / "missing.toml"))
     assert result.returncode == 2 and "missing.toml" in result.stderr
