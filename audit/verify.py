@@ -6,7 +6,7 @@ See :mod:`audit.log` for the format and for what is and is not detectable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,13 @@ from audit.chain import (
     segment_name,
 )
 
-__all__ = ["VerifyResult", "verify_log"]
+__all__ = ["VerificationAbandoned", "VerifyResult", "verify_log"]
+
+_CHECK_EVERY = 4_096  # lines between two asks whether the walk is still wanted
+
+
+class VerificationAbandoned(Exception):  # noqa: N818 - what happened, not an error
+    """The walk was stopped because whoever asked for it no longer wants the answer."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ def verify_log(
     from_time: datetime | None = None,
     to_time: datetime | None = None,
     anchors: Mapping[int, str] | None = None,
+    wanted: Callable[[], bool] | None = None,
 ) -> VerifyResult:
     """Verify the whole chain in ``directory``.
 
@@ -69,6 +76,8 @@ def verify_log(
     a break anywhere makes the result not ok. ``anchors`` maps sequences to hashes recorded
     outside the log earlier (e.g. a previous result's last_sequence/last_hash): each must
     still be in the chain, which catches a rewrite of everything up to the end.
+    ``wanted`` is asked every few thousand lines (a whole log can take minutes); once it
+    returns False the walk stops with :class:`VerificationAbandoned`.
     """
     start = as_utc(from_time) if from_time is not None else None
     end = as_utc(to_time) if to_time is not None else None
@@ -122,6 +131,9 @@ def verify_log(
                 tail = raw
                 break
             count = line
+            walked = cursor.next_sequence
+            if wanted is not None and walked and walked % _CHECK_EVERY == 0 and not wanted():
+                raise VerificationAbandoned(f"stopped after {walked} entries")
             try:
                 entry = cursor.step(raw, name, line)
             except ChainBreakError as brk:

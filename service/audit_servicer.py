@@ -17,6 +17,7 @@ from audit.entries import vector_from_entry
 from audit.log import DecisionLog, LogEntry, verify_log
 from audit.monitoring import monitoring_report
 from audit.replay import ReplayPart, replay_decision
+from audit.verify import VerificationAbandoned
 from creditrisk.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 from features.catalog import feature_names
 from models.decisions import RelatedPartyRef
@@ -30,7 +31,7 @@ from service.codec import (
     evidence_message,
     related_party_message,
 )
-from service.problems import InvalidRequest, NotFound, NotReady
+from service.problems import CallEnded, InvalidRequest, NotFound, NotReady
 
 __all__ = ["AuditServicer"]
 
@@ -276,11 +277,15 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
     def VerifyLog(  # noqa: N802
         self, request: audit_pb2.VerifyLogRequest, context: grpc.ServicerContext
     ) -> audit_pb2.VerifyResult:
-        result = verify_log(
-            self.log.directory,
-            from_time=_time(request.from_time, "from_time"),
-            to_time=_time(request.to_time, "to_time"),
-        )
+        try:
+            result = verify_log(
+                self.log.directory,
+                from_time=_time(request.from_time, "from_time"),
+                to_time=_time(request.to_time, "to_time"),
+                wanted=context.is_active,  # a whole log takes minutes: stop if nobody waits
+            )
+        except VerificationAbandoned:
+            raise CallEnded("the call ended before the log was walked to its end") from None
         answer = audit_pb2.VerifyResult(intact=result.ok, entries_checked=result.entries)
         if not result.ok:
             reason = result.reason or ""

@@ -82,3 +82,8 @@ class NotReady(RequestProblem):
 
 class ResourceLimit(RequestProblem):
     """The request is over a fixed limit of the service (message size, stream length)."""
+
+
+class CallEnded(RequestProblem):
+    """The call ended (deadline passed, client cancelled) before its work was done; the
+    work was stopped. The client sees its own DEADLINE_EXCEEDED or CANCELLED."""

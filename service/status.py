@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 
 from creditrisk.v1 import common_pb2
 from service.problems import (
+    CallEnded,
     ConsentRequired,
     InvalidRequest,
     NotFound,
@@ -53,6 +54,7 @@ _CODES: tuple[tuple[type[RequestProblem], grpc.StatusCode, str], ...] = (
     (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED, "QUOTA_EXCEEDED"),
     (ResourceLimit, grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED"),
     (NotReady, grpc.StatusCode.UNAVAILABLE, "NOT_READY"),
+    (CallEnded, grpc.StatusCode.CANCELLED, "CALL_ENDED"),
 )
 
 

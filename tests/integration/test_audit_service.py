@@ -4,12 +4,18 @@ answers; the regulator reads, lists, replays and verifies; nobody else may."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import time
+import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from conftest import ROLES, ServiceData, bearer
+from conftest import ROLES, ServiceData, bearer, service_settings
 
 from creditrisk.v1 import (
     audit_pb2,
@@ -154,3 +160,48 @@ def test_only_the_regulator_reaches_the_audit_service(
         with pytest.raises(grpc.RpcError) as anonymous:
             call()
         assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
+
+
+def _verify_calls(server: CreditRiskServer, code: str) -> int:
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5
+    ).read()
+    found = re.search(
+        rf'creditrisk_calls_total\{{code="{code}",method="VerifyLog"\}} (\S+)', text.decode()
+    )
+    return int(float(found.group(1))) if found else 0
+
+
+def test_a_verification_nobody_waits_for_stops(service_data: ServiceData, tmp_path: Path) -> None:
+    """A whole-log VerifyLog takes minutes on a real log; when its caller's deadline passes
+    the server stops walking (else each retry would add a walk of its own)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(service_data.pristine, data_dir)
+    server = CreditRiskServer(service_settings(data_dir))
+    server.start()
+    try:
+        server.load_and_serve()
+        assert server.runtime is not None
+        # Small entries walk at ~200k a second here: 400k take ~2 s, four times the
+        # caller's deadline, yet the handler is sure to have started before it.
+        moment = datetime(2026, 7, 1, tzinfo=UTC).isoformat()
+        for part in range(4):
+            server.runtime.decision_log.append_many(
+                [{"decision_id": f"FILLER{part}-{n:06d}", "time": moment} for n in range(100_000)]
+            )
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            audit = audit_pb2_grpc.AuditStub(channel)
+            regulator = bearer(service_data.keys["regulator"])
+            with pytest.raises(grpc.RpcError) as caught:
+                audit.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=regulator, timeout=0.5)
+            assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            deadline = time.monotonic() + 30
+            while not _verify_calls(server, "CANCELLED") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _verify_calls(server, "CANCELLED") == 1
+            assert _verify_calls(server, "OK") == 0  # it did not walk on to the end
+            # One who waits gets the whole walk.
+            verified = audit.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=regulator)
+            assert verified.intact and verified.entries_checked >= 400_000
+    finally:
+        server.stop(1)

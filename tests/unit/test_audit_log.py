@@ -33,6 +33,7 @@ from audit.log import (
     entry_hash,
     verify_log,
 )
+from audit.verify import VerificationAbandoned
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -147,7 +148,7 @@ def test_a_line_longer_than_a_segment_gets_a_segment_of_its_own(tmp_path: Path) 
         log.append(body(0))
         log.append(body(1, padding="x" * 500))
         log.append(body(2))
-    assert [len(lines_of(p)) for p in sorted(log_dir.glob("segment-*"))] == [1, 1, 1]
+    assert [len(lines_of(p)) for p in sorted(log_dir.glob("segment-*.jsonl"))] == [1, 1, 1]
     assert verify_log(log_dir).ok
 
 
@@ -288,7 +289,7 @@ def tampered(tmp_path: Path) -> tuple[Path, list[Receipt]]:
         len(encode_line(i, "0" * 64, "0" * 64, canonical_bytes(body(i)))) for i in range(30)
     )
     receipts = fill(log_dir, 30, segment_bytes=5 * longest)
-    assert [len(lines_of(p)) for p in sorted(log_dir.glob("segment-*"))] == [5] * 6
+    assert [len(lines_of(p)) for p in sorted(log_dir.glob("segment-*.jsonl"))] == [5] * 6
     assert verify_log(log_dir).ok
     return log_dir, receipts
 
@@ -490,6 +491,24 @@ def test_time_range_limits_what_is_counted_not_what_is_checked(
     write_lines(segment, lines[:1] + lines[2:])
     result = verify_log(log_dir, from_time=from_time, to_time=to_time)
     assert not result.ok and result.first_bad_sequence == 26
+
+
+def test_a_walk_nobody_waits_for_any_more_stops(tmp_path: Path) -> None:
+    log_dir = tmp_path / "audit"
+    with DecisionLog(log_dir, fsync=False, segment_bytes=200_000) as log:
+        log.append_many([body(i) for i in range(9_000)])
+    assert len(list(log_dir.glob("segment-*.jsonl"))) > 5  # the count runs across segments
+    asked: list[int] = []
+
+    def wanted() -> bool:  # a caller who gives up at the second question
+        asked.append(1)
+        return len(asked) < 2
+
+    with pytest.raises(VerificationAbandoned, match="after 8192 entries"):
+        verify_log(log_dir, wanted=wanted)
+    assert len(asked) == 2
+    patient = verify_log(log_dir, wanted=lambda: True)
+    assert patient.ok and patient.entries == 9_000
 
 
 # -- the CLI ------------------------------------------------------------------------------
