@@ -221,7 +221,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
         sent = 0
         wanted = self._subject_filter(request.subject)
         # Contract sequences count from 1: entries after N are the log's from N on.
-        for entry in self.log.entries(max(request.after_sequence, 0)):
+        for entry in _while_wanted(self.log.entries(max(request.after_sequence, 0)), context):
             body = entry.body
             moment = datetime.fromisoformat(body["time"])
             if (start and moment < start) or (end and moment >= end):
@@ -347,3 +347,12 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
             generated_at=generated,
             report_json=json.dumps(report, sort_keys=True, allow_nan=False),
         )
+
+
+def _while_wanted(entries: Iterator[LogEntry], context: grpc.ServicerContext) -> Iterator[LogEntry]:
+    """``entries`` until the call ends (asked every 4,096): a filter that matches little
+    scans the whole log before it sends anything, and nobody may be waiting any more."""
+    for scanned, entry in enumerate(entries, start=1):
+        if scanned % 4_096 == 0 and not context.is_active():
+            raise CallEnded("the call ended before the log was scanned to its end")
+        yield entry

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from conftest import ROLES, ServiceData, bearer, service_settings
+from google.protobuf import timestamp_pb2
 
 from creditrisk.v1 import (
     audit_pb2,
@@ -162,19 +163,22 @@ def test_only_the_regulator_reaches_the_audit_service(
         assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
 
 
-def _verify_calls(server: CreditRiskServer, code: str) -> int:
+def _calls(server: CreditRiskServer, method: str, code: str) -> int:
     text = urllib.request.urlopen(
         f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5
     ).read()
     found = re.search(
-        rf'creditrisk_calls_total\{{code="{code}",method="VerifyLog"\}} (\S+)', text.decode()
+        rf'creditrisk_calls_total\{{code="{code}",method="{method}"\}} (\S+)', text.decode()
     )
     return int(float(found.group(1))) if found else 0
 
 
-def test_a_verification_nobody_waits_for_stops(service_data: ServiceData, tmp_path: Path) -> None:
-    """A whole-log VerifyLog takes minutes on a real log; when its caller's deadline passes
-    the server stops walking (else each retry would add a walk of its own)."""
+def test_a_scan_of_the_log_nobody_waits_for_stops(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    """A whole-log VerifyLog takes minutes on a real log, and a ListDecisions whose filter
+    matches nothing scans it all; when the caller's deadline passes the server stops
+    (else each retry would add a scan of its own)."""
     data_dir = tmp_path / "data"
     shutil.copytree(service_data.pristine, data_dir)
     server = CreditRiskServer(service_settings(data_dir))
@@ -192,14 +196,26 @@ def test_a_verification_nobody_waits_for_stops(service_data: ServiceData, tmp_pa
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             audit = audit_pb2_grpc.AuditStub(channel)
             regulator = bearer(service_data.keys["regulator"])
-            with pytest.raises(grpc.RpcError) as caught:
-                audit.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=regulator, timeout=0.5)
-            assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-            deadline = time.monotonic() + 30
-            while not _verify_calls(server, "CANCELLED") and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert _verify_calls(server, "CANCELLED") == 1
-            assert _verify_calls(server, "OK") == 0  # it did not walk on to the end
+            after_all = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
+            nothing_yet = audit_pb2.ListDecisionsRequest(
+                from_time=timestamp_pb2.Timestamp(seconds=after_all)
+            )
+            for method, call in (
+                ("VerifyLog", lambda: audit.VerifyLog(
+                    audit_pb2.VerifyLogRequest(), metadata=regulator, timeout=0.5
+                )),
+                ("ListDecisions", lambda: list(audit.ListDecisions(
+                    nothing_yet, metadata=regulator, timeout=0.5
+                ))),
+            ):  # fmt: skip
+                with pytest.raises(grpc.RpcError) as caught:
+                    call()
+                assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                deadline = time.monotonic() + 30
+                while not _calls(server, method, "CANCELLED") and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert _calls(server, method, "CANCELLED") == 1, method
+                assert _calls(server, method, "OK") == 0, method  # it did not go on to the end
             # One who waits gets the whole walk.
             verified = audit.VerifyLog(audit_pb2.VerifyLogRequest(), metadata=regulator)
             assert verified.intact and verified.entries_checked >= 400_000
