@@ -11,7 +11,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +26,9 @@ __all__ = [
     "HeadError",
     "LogEntry",
     "Receipt",
+    "ScanAbandoned",
     "canonical_bytes",
+    "check_wanted",
     "encode_head",
     "encode_line",
     "entry_hash",
@@ -208,6 +210,20 @@ def self_consistent(raw: bytes) -> bool:
 
 def segment_name(number: int) -> str:
     return f"segment-{number:06d}.jsonl"
+
+
+_ASK_EVERY = 4_096  # lines a scan reads between two asks whether it is still wanted
+
+
+class ScanAbandoned(Exception):  # noqa: N818 - what happened, not an error
+    """A scan of the log stopped because whoever asked for it no longer wants the answer."""
+
+
+def check_wanted(scanned: int, wanted: Callable[[], bool] | None) -> None:
+    """Every few thousand lines a scan has read, ask ``wanted`` (a whole log takes minutes
+    to read); raise :class:`ScanAbandoned` once it says no."""
+    if wanted is not None and scanned and scanned % _ASK_EVERY == 0 and not wanted():
+        raise ScanAbandoned(f"stopped after {scanned} entries")
 
 
 def read_segment(path: Path) -> Iterator[tuple[int, bytes, bool]]:

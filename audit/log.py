@@ -88,7 +88,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -101,6 +101,7 @@ from audit.chain import (
     LogEntry,
     Receipt,
     canonical_bytes,
+    check_wanted,
     encode_head,
     encode_line,
     entry_hash,
@@ -437,9 +438,13 @@ class DecisionLog:
         with self._lock:
             return LogStats(self._entries, self._batches, self._fsyncs, self._largest)
 
-    def entries(self, from_sequence: int = 0) -> Iterator[LogEntry]:
+    def entries(
+        self, from_sequence: int = 0, *, wanted: Callable[[], bool] | None = None
+    ) -> Iterator[LogEntry]:
         """The acknowledged entries from ``from_sequence`` on, in order, as of the call.
-        Lines are parsed but hashes are not checked (that is :func:`verify_log`)."""
+        Lines are parsed but hashes are not checked (that is :func:`verify_log`).
+        ``wanted`` is asked every few thousand lines read; once it says no the scan stops
+        with :class:`audit.chain.ScanAbandoned`."""
         limit = self.next_sequence
         segments = list_segments(self._directory)
         start = 0
@@ -448,11 +453,14 @@ class DecisionLog:
             if first is not None and first <= from_sequence:
                 start = index
                 break
+        scanned = 0
         for number, path in segments[start:]:
             name = segment_name(number)
             for line, raw, complete in read_segment(path):
                 if not complete:
                     break
+                scanned += 1
+                check_wanted(scanned, wanted)
                 entry = parse_line(raw, name, line)
                 if entry is None:
                     raise DecisionLogError(f"malformed line in {name}, line {line}")

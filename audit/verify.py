@@ -17,6 +17,7 @@ from audit.chain import (
     ChainCursor,
     HeadError,
     as_utc,
+    check_wanted,
     list_segments,
     parse_time,
     read_head,
@@ -24,13 +25,7 @@ from audit.chain import (
     segment_name,
 )
 
-__all__ = ["VerificationAbandoned", "VerifyResult", "verify_log"]
-
-_CHECK_EVERY = 4_096  # lines between two asks whether the walk is still wanted
-
-
-class VerificationAbandoned(Exception):  # noqa: N818 - what happened, not an error
-    """The walk was stopped because whoever asked for it no longer wants the answer."""
+__all__ = ["VerifyResult", "verify_log"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ def verify_log(
     outside the log earlier (e.g. a previous result's last_sequence/last_hash): each must
     still be in the chain, which catches a rewrite of everything up to the end.
     ``wanted`` is asked every few thousand lines (a whole log can take minutes); once it
-    returns False the walk stops with :class:`VerificationAbandoned`.
+    returns False the walk stops with :class:`audit.chain.ScanAbandoned`.
     """
     start = as_utc(from_time) if from_time is not None else None
     end = as_utc(to_time) if to_time is not None else None
@@ -131,9 +126,7 @@ def verify_log(
                 tail = raw
                 break
             count = line
-            walked = cursor.next_sequence
-            if wanted is not None and walked and walked % _CHECK_EVERY == 0 and not wanted():
-                raise VerificationAbandoned(f"stopped after {walked} entries")
+            check_wanted(cursor.next_sequence, wanted)
             try:
                 entry = cursor.step(raw, name, line)
             except ChainBreakError as brk:

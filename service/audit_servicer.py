@@ -13,11 +13,11 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
+from audit.chain import ScanAbandoned
 from audit.entries import vector_from_entry
 from audit.log import DecisionLog, LogEntry, verify_log
 from audit.monitoring import monitoring_report
 from audit.replay import ReplayPart, replay_decision
-from audit.verify import VerificationAbandoned
 from creditrisk.v1 import audit_pb2, audit_pb2_grpc, common_pb2
 from features.catalog import feature_names
 from models.decisions import RelatedPartyRef
@@ -221,27 +221,33 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
         sent = 0
         wanted = self._subject_filter(request.subject)
         # Contract sequences count from 1: entries after N are the log's from N on.
-        for entry in _while_wanted(self.log.entries(max(request.after_sequence, 0)), context):
-            body = entry.body
-            moment = datetime.fromisoformat(body["time"])
-            if (start and moment < start) or (end and moment >= end):
-                continue
-            if request.client and body["client"] != request.client:
-                continue
-            if request.model_version and body["model"]["version"] != request.model_version:
-                continue
-            if grade and body["answer"]["grade"] != grade:
-                continue
-            if request.warning_code and not any(
-                w["code"] == request.warning_code for w in body["answer"]["warnings"]
-            ):
-                continue
-            if wanted is not None and body["subject"]["key"] != wanted:
-                continue
-            yield decision_record(entry)
-            sent += 1
-            if sent >= limit:
-                return
+        # A filter that matches little reads the whole log before it sends anything:
+        # the scan stops when the call ends.
+        scan = self.log.entries(max(request.after_sequence, 0), wanted=context.is_active)
+        try:
+            for entry in scan:
+                body = entry.body
+                moment = datetime.fromisoformat(body["time"])
+                if (start and moment < start) or (end and moment >= end):
+                    continue
+                if request.client and body["client"] != request.client:
+                    continue
+                if request.model_version and body["model"]["version"] != request.model_version:
+                    continue
+                if grade and body["answer"]["grade"] != grade:
+                    continue
+                if request.warning_code and not any(
+                    w["code"] == request.warning_code for w in body["answer"]["warnings"]
+                ):
+                    continue
+                if wanted is not None and body["subject"]["key"] != wanted:
+                    continue
+                yield decision_record(entry)
+                sent += 1
+                if sent >= limit:
+                    return
+        except ScanAbandoned:
+            raise CallEnded("the call ended before the log was scanned to its end") from None
 
     def ReplayDecision(  # noqa: N802
         self, request: audit_pb2.ReplayDecisionRequest, context: grpc.ServicerContext
@@ -284,7 +290,7 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
                 to_time=_time(request.to_time, "to_time"),
                 wanted=context.is_active,  # a whole log takes minutes: stop if nobody waits
             )
-        except VerificationAbandoned:
+        except ScanAbandoned:
             raise CallEnded("the call ended before the log was walked to its end") from None
         answer = audit_pb2.VerifyResult(intact=result.ok, entries_checked=result.entries)
         if not result.ok:
@@ -347,12 +353,3 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
             generated_at=generated,
             report_json=json.dumps(report, sort_keys=True, allow_nan=False),
         )
-
-
-def _while_wanted(entries: Iterator[LogEntry], context: grpc.ServicerContext) -> Iterator[LogEntry]:
-    """``entries`` until the call ends (asked every 4,096): a filter that matches little
-    scans the whole log before it sends anything, and nobody may be waiting any more."""
-    for scanned, entry in enumerate(entries, start=1):
-        if scanned % 4_096 == 0 and not context.is_active():
-            raise CallEnded("the call ended before the log was scanned to its end")
-        yield entry

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.chain import Head as ChainHead
-from audit.chain import encode_head, encode_line, hashed_bytes, segment_name
+from audit.chain import ScanAbandoned, encode_head, encode_line, hashed_bytes, segment_name
 from audit.log import (
     ChainBrokenError,
     DecisionLog,
@@ -33,7 +33,6 @@ from audit.log import (
     entry_hash,
     verify_log,
 )
-from audit.verify import VerificationAbandoned
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -504,7 +503,7 @@ def test_a_walk_nobody_waits_for_any_more_stops(tmp_path: Path) -> None:
         asked.append(1)
         return len(asked) < 2
 
-    with pytest.raises(VerificationAbandoned, match="after 8192 entries"):
+    with pytest.raises(ScanAbandoned, match="after 8192 entries"):
         verify_log(log_dir, wanted=wanted)
     assert len(asked) == 2
     patient = verify_log(log_dir, wanted=lambda: True)
