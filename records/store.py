@@ -17,7 +17,13 @@ import duckdb
 
 from records.migrations import MIGRATIONS, latest_version
 
-__all__ = ["RecordStore", "StoreLockedError", "StoreVersionError", "quote_identifier"]
+__all__ = [
+    "RecordStore",
+    "StoreLockedError",
+    "StoreVersionError",
+    "connect_database",
+    "quote_identifier",
+]
 
 _VERSION_TABLE = "schema_migration"
 
@@ -27,17 +33,39 @@ class StoreVersionError(RuntimeError):
 
 
 class StoreLockedError(RuntimeError):
-    """Another process holds the store's file (DuckDB lets one process open it at a time
+    """Another process holds a database file (DuckDB lets one process open it at a time
     once any process writes to it)."""
 
-    def __init__(self, path: str, detail: str) -> None:
+    def __init__(self, what: str, path: str, detail: str) -> None:
         holder = re.search(r"PID (\d+)", detail)
         by = f" (process {holder.group(1)})" if holder else ""
         super().__init__(
-            f"the records store {path} is in use by another process{by}: DuckDB lets one "
-            "process at a time open it; stop that process (a running server, say) and run "
-            "this again"
+            f"{what} {path} is in use by another process{by}: DuckDB lets one process at "
+            "a time open it; stop that process (a running server, say) and run this again"
         )
+
+
+def connect_database(
+    path: str,
+    *,
+    read_only: bool = False,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    what: str = "the records store",
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to ``path`` with the store settings' limits; a file held by
+    another process is a :class:`StoreLockedError` naming ``what`` it is."""
+    config: dict[str, Any] = {}
+    if threads is not None:
+        config["threads"] = threads
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    try:
+        return duckdb.connect(path, read_only=read_only, config=config)
+    except duckdb.IOException as err:
+        if "Could not set lock" in str(err):
+            raise StoreLockedError(what, path, str(err)) from None
+        raise
 
 
 def quote_identifier(name: str) -> str:
@@ -59,17 +87,9 @@ class RecordStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        config: dict[str, Any] = {}
-        if threads is not None:
-            config["threads"] = threads
-        if memory_limit is not None:
-            config["memory_limit"] = memory_limit
-        try:
-            self.connection = duckdb.connect(self.path, read_only=read_only, config=config)
-        except duckdb.IOException as err:
-            if "Could not set lock" in str(err):
-                raise StoreLockedError(self.path, str(err)) from None
-            raise
+        self.connection = connect_database(
+            self.path, read_only=read_only, threads=threads, memory_limit=memory_limit
+        )
         self.read_only = read_only
         self._migrate()
 

@@ -94,7 +94,7 @@ from models.data import feature_matrix
 from models.decisions import SubjectDecision, flags_from_frame, subject_decisions
 from models.model import Decision, RiskModel
 from records.runtime import make_pseudonymiser, open_store
-from records.store import RecordStore
+from records.store import RecordStore, connect_database
 from service.subject_lists import read_subject_list
 from settings import Settings
 
@@ -612,12 +612,13 @@ def _table_marker(checkpoint: dict[str, Any]) -> str:
 
 
 def _connect_output(settings: Settings, out: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    config: dict[str, Any] = {}
-    if settings.store.threads is not None:
-        config["threads"] = settings.store.threads
-    if settings.store.memory_limit is not None:
-        config["memory_limit"] = settings.store.memory_limit
-    return duckdb.connect(str(out), read_only=read_only, config=config)
+    return connect_database(
+        str(out),
+        read_only=read_only,
+        threads=settings.store.threads,
+        memory_limit=settings.store.memory_limit,
+        what="the output database",
+    )
 
 
 def _table_comment(connection: duckdb.DuckDBPyConnection, table: str) -> str | None:

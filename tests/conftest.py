@@ -4,7 +4,10 @@ service tests) a demo data directory with a real server on a local port serving 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -164,3 +167,20 @@ def rpc_details(err: grpc.RpcError) -> dict[str, Any]:
                 detail.Unpack(message)
                 out[kind] = message
     return out
+
+
+@contextmanager
+def held_open_elsewhere(database: Path) -> Iterator[int]:
+    """``database`` opened for writing by another process (as a running server holds the
+    store) for as long as the block runs; yields that process's id."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(database)!r}); "
+         "print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
-from conftest import PLAN, ServiceData, make_uscc
+from conftest import PLAN, ServiceData, held_open_elsewhere, make_uscc
 from distributed import Client, LocalCluster
 
 from audit.entries import subject_groups, vector_from_entry
@@ -42,6 +42,7 @@ from service.batch import (
 )
 from service.batch_cli import score_batch
 from service.batch_dask import FEATURES_DIR
+from service.cli import main
 from settings import Settings, load_settings
 
 AS_OF = PLAN.end_date
@@ -500,6 +501,24 @@ def test_duckdb_table_after_kills_in_the_final_step_has_one_row_per_subject(
     assert table["decision_id"].to_list() == _derived_ids(parts.with_suffix(""), keys)
     assert verify_log(settings.audit_log_path).ok
     assert list(_tables(database)) == ["batch_2026_06_30"]
+
+
+def test_an_output_database_held_by_another_process_is_a_clear_error(
+    service_data: ServiceData, tmp_path: Path
+) -> None:
+    settings = _copy(service_data, tmp_path)
+    listing = _mixed_listing(service_data, tmp_path / "subjects.txt", 2, 0)
+    database = tmp_path / "results.duckdb"
+    with held_open_elsewhere(database) as holder:
+        refused = CliRunner().invoke(
+            main,
+            ["score-batch", "--as-of", AS_OF.isoformat(), "--subjects", str(listing),
+             "--out", str(database), "--no-progress", "--data-dir", str(settings.data_dir)],
+        )  # fmt: skip
+    assert refused.exit_code == 1, refused.output
+    assert f"the output database {database} is in use by another process" in refused.output
+    assert f"(process {holder})" in refused.output
+    assert not _log_entries(settings)  # refused before any work
 
 
 def test_duckdb_output_refuses_foreign_tables_the_store_and_bad_names(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import entity_row, write_csv
+from conftest import entity_row, held_open_elsewhere, write_csv
 
 from features.catalog_doc import render_features_doc
 from features.warnings_doc import render_warnings_doc
@@ -70,22 +70,13 @@ def test_a_store_held_by_another_process_is_a_clear_error(tmp_path: Path) -> Non
     data_dir = tmp_path / "data"
     assert credit_risk("store-info", "--data-dir", str(data_dir)).returncode == 0
     store = data_dir / "store.duckdb"
-    holder = subprocess.Popen(  # as a running server holds it
-        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(store)!r}); "
-         "print('open', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    with held_open_elsewhere(store) as holder:
         for command in (("store-info",), ("generate", "--entities", "5", "--persons", "5")):
             result = credit_risk(*command, "--data-dir", str(data_dir))
             assert result.returncode == 1, result.stderr
             assert "Traceback" not in result.stderr
             assert f"records store {store} is in use by another process" in result.stderr
-            assert f"(process {holder.pid})" in result.stderr
-    finally:
-        holder.kill()
-        holder.wait()
+            assert f"(process {holder})" in result.stderr
 
 
 def test_no_registered_model_is_a_clear_error(tmp_path: Path) -> None:
