@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.catalog import CATALOG, feature_names
 from models.reasons import MAX_REASONS, ReasonCoder, thin_file_mask
@@ -153,3 +155,48 @@ def test_a_model_with_other_features_is_refused() -> None:
 
     with pytest.raises(ValueError, match="catalog order"):
         ReasonCoder(Other(np.zeros(len(NAMES))))
+
+
+def reference_reasons(
+    coder: ReasonCoder, contributions: np.ndarray, values: np.ndarray
+) -> list[int]:
+    """The selection rule stated row by row (the first implementation): largest positive
+    contributions of present features, ties in catalog order, at most four, then the
+    largest inquiry feature if none made the four."""
+    inquiry = {i for i, spec in enumerate(coder.specs) if spec.group == "inquiry"}
+    positive = [i for i in range(len(values)) if contributions[i] > 0 and not np.isnan(values[i])]
+    order = sorted(positive, key=lambda i: (-contributions[i], i))
+    chosen = order[:MAX_REASONS]
+    if not any(i in inquiry for i in chosen):
+        chosen += [i for i in order[MAX_REASONS:] if i in inquiry][:1]
+    return chosen
+
+
+# Few distinct values, so that ties, zeros and negatives are common.
+_contribution = st.sampled_from([-0.5, -1e-12, 0.0, 1e-12, 0.1, 0.1, 0.3, 0.3, 0.7, 2.0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.lists(_contribution, min_size=len(NAMES), max_size=len(NAMES)),
+            st.lists(st.booleans(), min_size=len(NAMES), max_size=len(NAMES)),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_chunk_selection_equals_the_row_by_row_rule(
+    rows: list[tuple[list[float], list[bool]]],
+) -> None:
+    contributions = np.array([c for c, _ in rows])
+    values = np.where(np.array([absent for _, absent in rows]), np.nan, 1.0)
+    coder = ReasonCoder(StubBooster(contributions[0]))
+    chosen = coder.chosen(contributions, values)
+    for row in range(len(rows)):
+        expected = reference_reasons(coder, contributions[row], values[row])
+        assert [int(i) for i in chosen[row] if i >= 0] == expected
+        assert [r.feature for r in coder.reasons(contributions[row], values[row])] == [
+            NAMES[i] for i in expected
+        ]
