@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from audit.ids import decision_id, decision_id_time_ms, derived_decision_id
+from audit.ids import _encode, decision_id, decision_id_time_ms, derived_decision_id
 
 CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # no I, L, O, U
 NOW_MS = 1_795_000_000_000  # late 2026
@@ -81,3 +83,12 @@ def test_derived_ids_are_deterministic_per_secret_and_name() -> None:
     assert first != derived_decision_id(1_700_000_000_000, b"t" * 16, "subject-1")
     assert first != derived_decision_id(1_700_000_000_000, b"s" * 16, "subject-2")
     assert decision_id_time_ms(first) == 1_700_000_000_000
+
+
+@given(st.integers(min_value=0, max_value=2**130 - 1))
+def test_encoding_is_the_26_base32_digits_most_significant_first(value: int) -> None:
+    digits = "".join(
+        "0123456789ABCDEFGHJKMNPQRSTVWXYZ"[(value >> (5 * place)) & 31]
+        for place in reversed(range(26))
+    )
+    assert _encode(value) == digits
