@@ -63,6 +63,7 @@ so every engine gives the same decisions.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import json
 import os
@@ -71,9 +72,9 @@ import secrets
 import signal
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -95,6 +96,7 @@ from models.decisions import SubjectDecision, flags_from_frame, subject_decision
 from models.model import Decision, RiskModel
 from records.runtime import make_pseudonymiser, open_store
 from records.store import RecordStore, connect_database
+from service.batch_output import OUTPUT_SCHEMA, output_frame
 from service.subject_lists import read_subject_list
 from settings import Settings
 
@@ -125,31 +127,6 @@ CHECKPOINT = "checkpoint.json"
 ENGINES = ("local", "dask", "dask-local")
 _FORMAT = 1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-OUTPUT_SCHEMA: dict[str, pl.DataType] = {
-    "subject_type": pl.String(),
-    "subject_key": pl.String(),
-    "decision_id": pl.String(),
-    "features_as_of": pl.Date(),
-    "score": pl.Int64(),
-    "probability_of_default": pl.Float64(),
-    "grade": pl.String(),
-    "thin_file": pl.Boolean(),
-    "reasons": pl.List(
-        pl.Struct({"code": pl.String(), "feature": pl.String(), "contribution": pl.Float64()})
-    ),
-    "warnings": pl.List(
-        pl.Struct(
-            {
-                "code": pl.String(),
-                "severity": pl.String(),
-                "since": pl.Date(),
-                "via_role": pl.String(),
-            }
-        )
-    ),
-    "model_version": pl.String(),
-}
 
 
 class BatchError(Exception):
@@ -248,34 +225,6 @@ def _groups(
     return person_groups(region, birth, gender if with_gender else None, on)
 
 
-def _rows(decided: SubjectDecision, decision_id: str) -> dict[str, Any]:
-    decision = decided.decision
-    return {
-        "subject_type": decided.subject_type,
-        "subject_key": decided.subject_key,
-        "decision_id": decision_id,
-        "features_as_of": decided.features_as_of,
-        "score": decision.score,
-        "probability_of_default": decision.probability_of_default,
-        "grade": decision.grade,
-        "thin_file": decision.thin_file,
-        "reasons": [
-            {"code": r.code, "feature": r.feature, "contribution": r.contribution}
-            for r in decision.reasons
-        ],
-        "warnings": [
-            {
-                "code": flag.code,
-                "severity": flag.severity.value,
-                "since": flag.since,
-                "via_role": None if flag.via is None else flag.via.role,
-            }
-            for flag in decided.warnings
-        ],
-        "model_version": decision.model_version,
-    }
-
-
 def run_batch(
     settings: Settings,
     job: BatchJob,
@@ -367,19 +316,20 @@ def run_batch(
                 "complete": False,
             }
             _write_json(checkpoint_path, checkpoint)
-        summary_extra = _run_chunks(
-            settings,
-            job,
-            model,
-            frame,
-            flags,
-            people,
-            log,
-            parts,
-            checkpoint,
-            progress,
-            _decider(settings, job, model, parts),
-        )
+        with _collected_between_chunks():
+            summary_extra = _run_chunks(
+                settings,
+                job,
+                model,
+                frame,
+                flags,
+                people,
+                log,
+                parts,
+                checkpoint,
+                progress,
+                _decider(settings, job, model, parts),
+            )
     finally:
         log.close()
     _write_rejects(base, rejects)
@@ -398,6 +348,24 @@ def run_batch(
         output = {"format": "duckdb", "database": str(job.out.absolute()), "table": job.table}
     summary = _summary(checkpoint, rejects, time.perf_counter() - started, summary_extra)
     return BatchResult({"output": output, **summary}, rejects)
+
+
+@contextmanager
+def _collected_between_chunks() -> Iterator[None]:
+    """Cyclic garbage collection only between chunks, and not over the job's long-lived
+    objects (flags and person attributes: millions of them at 1M subjects). Left on, the
+    collector ran whenever a chunk's decisions and entries were being made and kept walking
+    what lives for the whole job: 15% of a 50k job's time. A chunk's objects are freed by
+    reference counting; a young-generation collection after each catches any cycle."""
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 def _local_decisions(model: RiskModel, chunks: Chunks) -> Generator[list[Decision]]:
@@ -474,6 +442,7 @@ def _run_chunks(
             decide_seconds += time.perf_counter() - tick
             decided_rows += len(decided)
             _finish_chunk(settings, job, model, people, log, parts, checkpoint, number, decided)
+            gc.collect(0)
             if progress is not None:
                 progress(len(decided))
     return {
@@ -503,7 +472,13 @@ def _finish_chunk(
     ]
     previous = checkpoint["chunks"][-1] if checkpoint["chunks"] else None
     since = previous["log_sequence_after"] if previous else checkpoint["log_sequence_at_start"]
-    logged = {entry.body.get("decision_id") for entry in log.entries(since)}
+    # Entries after ``since`` are a killed run's, logged before its checkpoint was written;
+    # the log is this process's alone (its lock), so none can exist unless it has grown.
+    logged = (
+        {entry.body.get("decision_id") for entry in log.entries(since)}
+        if log.next_sequence > since
+        else set()
+    )
     now = datetime.now(UTC)
     entries = [
         decision_entry(
@@ -530,10 +505,7 @@ def _finish_chunk(
     log.append_many(entries)
     _crash_point("after-log", number)
     name = f"chunk-{number:06d}.parquet"
-    table = pl.DataFrame(
-        [_rows(item, decision_id) for item, decision_id in zip(decided, ids, strict=True)],
-        schema=OUTPUT_SCHEMA,
-    )
+    table = output_frame(decided, ids)
     _atomic_write(parts / name, table.write_parquet)
     _crash_point("after-part", number)
     grades = Counter(table["grade"].to_list())
