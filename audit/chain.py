@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "GENESIS_HASH",
     "HEAD_FILE",
+    "CanonicalBody",
     "ChainBreakError",
     "ChainCursor",
     "Head",
@@ -71,6 +72,15 @@ class LogEntry:
     body: dict[str, Any]
     segment: str
     line: int
+
+
+@dataclass(frozen=True)
+class CanonicalBody:
+    """An entry body already in its canonical bytes, made by an encoder proven to give
+    ``canonical_bytes`` of the same entry (:func:`audit.entries.decision_entry_bytes`): the
+    log appends it as it is, instead of encoding a mapping."""
+
+    data: bytes
 
 
 def canonical_bytes(body: Mapping[str, Any]) -> bytes:

@@ -17,6 +17,9 @@ groups computed at decision time (:func:`subject_groups`): ``region``, the provi
 from __future__ import annotations
 
 import base64
+import functools
+import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from audit.chain import CanonicalBody
 from models.decisions import SubjectDecision, WarningFlag
 from models.model import RiskModel
 from models.reasons import Reason
@@ -34,6 +38,7 @@ __all__ = [
     "ENTRY_FORMAT",
     "age_band",
     "decision_entry",
+    "decision_entry_bytes",
     "person_groups",
     "reason_record",
     "subject_groups",
@@ -175,3 +180,98 @@ def decision_entry(
             "warnings": [warning_record(flag) for flag in subject.warnings],
         },
     }
+
+
+# --- the same entry, straight to its canonical bytes ------------------------------------
+#
+# ``canonical_bytes(decision_entry(...))`` built a dozen dicts per decision and had the json
+# encoder sort them all: ~30 µs an entry, a third of a batch chunk's Python. The function
+# below writes the same bytes from the entry's parts, in the sorted key order spelled out
+# (tests/unit/test_audit_entry_bytes.py holds it to canonical_bytes over generated entries).
+
+_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+_STRING = json.encoder.encode_basestring  # what canonical_bytes' encoder quotes strings with
+
+
+def _scalar(value: object) -> str:
+    """A JSON scalar exactly as canonical_bytes writes it (other values: through it)."""
+    if isinstance(value, str):
+        return _STRING(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+        return float.__repr__(value)
+    return _JSON(value)
+
+
+def _reason_json(reason: Reason) -> str:
+    return (
+        f'{{"code":{_STRING(reason.code)},"contribution":{_scalar(reason.contribution)},'
+        f'"feature":{_STRING(reason.feature)},"value":{_scalar(reason.value)}}}'
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _model_json(version: str, model_sha256: str, catalog_hash: str) -> str:
+    return _JSON({"version": version, "model_sha256": model_sha256, "catalog_hash": catalog_hash})
+
+
+def decision_entry_bytes(
+    *,
+    decision_id: str,
+    decided_at: datetime,
+    kind: str,
+    method: str,
+    client: str,
+    purpose: str,
+    authorization_id: str,
+    request_id: str,
+    subject: SubjectDecision,
+    model: RiskModel,
+    warning_rules_version: str,
+    reasons_given: bool,
+    groups: Mapping[str, str] | None = None,
+) -> CanonicalBody:
+    """``canonical_bytes(decision_entry(...))`` for the same arguments, byte for byte,
+    without building the entry: what the service and the batch job append."""
+    decision = subject.decision
+    manifest = model.manifest
+    reasons = (
+        "[" + ",".join(_reason_json(r) for r in decision.reasons) + "]" if reasons_given else "null"
+    )
+    answer = (
+        f'{{"grade":{_scalar(decision.grade)},'
+        f'"probability_of_default":{_scalar(decision.probability_of_default)},'
+        f'"reasons":{reasons},"score":{_scalar(decision.score)},'
+        f'"thin_file":{_scalar(decision.thin_file)},'
+        f'"warnings":{_JSON([warning_record(flag) for flag in subject.warnings])}}}'
+    )
+    about = {"type": subject.subject_type, "key": subject.subject_key}
+    if groups:
+        about.update((k, groups[k]) for k in ("region", "age_band", "gender") if k in groups)
+    subject_json = "{" + ",".join(f'"{k}":{_scalar(about[k])}' for k in sorted(about)) + "}"
+    model_json = _model_json(
+        model.version, manifest["artifacts"][MODEL_FILE], manifest["catalog_hash"]
+    )
+    text = (
+        f'{{"answer":{answer},"authorization_id":{_scalar(authorization_id)},'
+        f'"client":{_scalar(client)},"decision_id":{_scalar(decision_id)},'
+        f'"features":{{"as_of":"{subject.features_as_of.isoformat()}",'
+        f'"vector_f64le_b64":"{vector_text(subject.features)}"}},'
+        f'"format":{ENTRY_FORMAT},"kind":{_scalar(kind)},"method":{_scalar(method)},'
+        f'"model":{model_json},"purpose":{_scalar(purpose)},'
+        f'"request_id":{_scalar(request_id)},"subject":{subject_json},'
+        f'"time":"{decided_at.astimezone(UTC).isoformat(timespec="microseconds")}",'
+        f'"warning_rules_version":{_scalar(warning_rules_version)}}}'
+    )
+    return CanonicalBody(text.encode("utf-8"))

@@ -97,6 +97,7 @@ from typing import Any
 from audit.chain import (
     HEAD_FILE,
     LOCK_FILE,
+    CanonicalBody,
     Head,
     LogEntry,
     Receipt,
@@ -244,12 +245,12 @@ class DecisionLog:
 
     # -- appending -----------------------------------------------------------------------
 
-    def append(self, entry: Mapping[str, Any]) -> Receipt:
+    def append(self, entry: Mapping[str, Any] | CanonicalBody) -> Receipt:
         """Append one entry; returns once it is written (and fsynced with fsync=True).
         ``ValueError``/``TypeError`` for a body that cannot be logged (nothing is written)."""
         return self.submit(entry).result()
 
-    def submit(self, entry: Mapping[str, Any]) -> PendingAppend:
+    def submit(self, entry: Mapping[str, Any] | CanonicalBody) -> PendingAppend:
         """Queue one entry and return at once; :meth:`PendingAppend.result` waits until it
         is durable. For a caller with many decisions in flight (a stream), so that they
         share group commits instead of each waiting for its own."""
@@ -257,7 +258,7 @@ class DecisionLog:
         self._enqueue([request])
         return PendingAppend(self, request)
 
-    def append_many(self, entries: Sequence[Mapping[str, Any]]) -> list[Receipt]:
+    def append_many(self, entries: Sequence[Mapping[str, Any] | CanonicalBody]) -> list[Receipt]:
         """Append entries with consecutive sequence numbers. If a write fails part of the
         way, the entries before the failure may be in the log."""
         bodies = [_body_bytes(entry) for entry in entries]
@@ -504,7 +505,9 @@ def _first_sequence(path: Path) -> int | None:
     return entry.sequence if entry is not None else None
 
 
-def _body_bytes(entry: Mapping[str, Any]) -> bytes:
+def _body_bytes(entry: Mapping[str, Any] | CanonicalBody) -> bytes:
+    if isinstance(entry, CanonicalBody):
+        return entry.data
     if not isinstance(entry, Mapping):
         raise TypeError(f"a log entry is a mapping, not {type(entry).__name__}")
     decision = entry.get("decision_id")

@@ -84,7 +84,7 @@ import duckdb
 import polars as pl
 
 from audit.chain import fsync_directory
-from audit.entries import decision_entry, person_groups
+from audit.entries import decision_entry_bytes, person_groups
 from audit.ids import derived_decision_id
 from audit.log import DecisionLog
 from features.catalog import catalog_hash
@@ -481,7 +481,7 @@ def _finish_chunk(
     )
     now = datetime.now(UTC)
     entries = [
-        decision_entry(
+        decision_entry_bytes(
             decision_id=decision_id,
             decided_at=now,
             kind="batch",

@@ -17,34 +17,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
 
 import polars as pl
 
-from audit.entries import decision_entry
+from audit.entries import decision_entry_bytes
 from audit.ids import decision_id
 from features.store import FeatureStore
 from features.warning_eval import evaluate_warnings
 from models.decisions import DecisionBook, SubjectDecision
 from service.alerts import Alert, AlertLog, changes
+from service.scoring import DecisionRecorder, PendingRecord
 from service.watchlists import Watchlists
 
 __all__ = ["RefreshOutcome", "Refresher"]
 
 _log = logging.getLogger("creditrisk.refresh")
 _KEY = "subject_key"
-
-
-class _Pending(Protocol):
-    def result(self) -> object: ...
-
-
-class _DecisionRecorder(Protocol):
-    def submit(self, entry: Mapping[str, Any]) -> _Pending: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,7 @@ class Refresher:
         book: DecisionBook,
         watchlists: Watchlists,
         alerts: AlertLog,
-        decision_log: _DecisionRecorder,
+        decision_log: DecisionRecorder,
         *,
         retention_years: int,
         score_move_points: int,
@@ -191,7 +183,7 @@ class Refresher:
 
     def _alerts(self, before: dict[str, SubjectDecision | None]) -> list[Alert]:
         now = datetime.now(UTC)
-        pending: list[tuple[_Pending, list[Alert]]] = []
+        pending: list[tuple[PendingRecord, list[Alert]]] = []
         for key, old in before.items():
             new = self.book.lookup(key)
             if new is None:
@@ -202,7 +194,7 @@ class Refresher:
             for watch in self.watchlists.watchers(key):
                 decided = decision_id()
                 logged = self.decision_log.submit(
-                    decision_entry(
+                    decision_entry_bytes(
                         decision_id=decided,
                         decided_at=now,
                         kind="monitoring",

@@ -8,12 +8,13 @@ and time, remembers it for idempotent retries and records the query as a credit 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from audit.entries import decision_entry, subject_groups
+from audit.chain import CanonicalBody
+from audit.entries import decision_entry_bytes, subject_groups
 from audit.ids import decision_id
 from features.warnings import Severity
 from models.decisions import SEVERITY_ORDER, DecisionBook, SubjectDecision, WarningFlag
@@ -48,7 +49,7 @@ class DecisionRecorder(Protocol):
     """Where decisions are logged (``audit.log.DecisionLog``): ``submit`` queues an entry,
     its ``result()`` returns once the entry is durable."""
 
-    def submit(self, entry: Mapping[str, Any]) -> PendingRecord: ...
+    def submit(self, entry: CanonicalBody) -> PendingRecord: ...
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ class Scorer:
             # Queued before it can be answered or replayed, and answered only once durable:
             # a caller never gets an answer the log lacks (a failed append fails the call).
             pending = self.decision_log.submit(
-                decision_entry(
+                decision_entry_bytes(
                     decision_id=mine.decision_id,
                     decided_at=now,
                     kind="online",
