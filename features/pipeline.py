@@ -24,7 +24,13 @@ from features.own import (
     repayment_features,
 )
 from features.related import entity_distress, entity_related, person_distress, person_related
-from features.sources import PointInTime, Sources, load_relations, load_sources
+from features.sources import (
+    PointInTime,
+    SharedCreditReads,
+    Sources,
+    load_relations,
+    load_sources,
+)
 from records.store import RecordStore
 
 __all__ = [
@@ -178,11 +184,13 @@ def build(
     *,
     home_province: str = "33",
     retention_years: int = 5,
+    credit_reads: SharedCreditReads | None = None,
 ) -> pl.DataFrame:
-    """Feature rows of every subject (or of ``subjects``, by key) as of ``as_of``."""
+    """Feature rows of every subject (or of ``subjects``, by key) as of ``as_of``;
+    ``credit_reads`` shares the credit tables' read with the warning rules of the job."""
     point = PointInTime(as_of, retention_years)
     scope = None if subjects is None else neighbourhood(store, point, subjects)
-    src = load_sources(store, point, scope)
+    src = load_sources(store, point, scope, credit_reads=credit_reads)
     own = _own(src, point, home_province)
     wanted = own if subjects is None else own.filter(pl.col(KEY).is_in(list(subjects)))
     related = related_features(wanted.select(TYPE, KEY), src.relations, own, src.defaults)

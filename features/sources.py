@@ -9,6 +9,7 @@ restriction is on one indexed column, so that a scoped read is a few index looku
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "INQUIRIES_SQL",
     "PUBLIC_RECORDS_SQL",
     "PointInTime",
+    "SharedCreditReads",
     "Sources",
     "latest_versions",
     "load_defaults",
@@ -326,22 +328,56 @@ def read_credit(store: RecordStore, params: dict[str, object]) -> tuple[pl.DataF
     return accounts, _repayments(store, accounts, params)
 
 
+class SharedCreditReads:
+    """Accounts and repayment months read once for the passes of one job over the same
+    point in time and subjects: the feature build and the warning rules both read them, and
+    at 1M subjects that is 23M repayment months. Give the same object to both; a read with
+    other parameters is made anew (and kept too)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: dict[tuple[object, ...], tuple[pl.DataFrame, pl.DataFrame]] = {}
+
+    def read(
+        self, store: RecordStore, params: dict[str, object]
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        keys = params["keys"]
+        assert isinstance(keys, list)
+        # What the credit reads depend on (read_params); other entries do not change them.
+        wanted = (
+            params["cutoff"],
+            params["as_of"],
+            params["retention_start"],
+            params["all"],
+            tuple(keys),
+        )
+        with self._lock:
+            found = self._found.get(wanted)
+            if found is None:
+                found = self._found[wanted] = read_credit(store, params)
+        return found
+
+
 def load_sources(
     store: RecordStore,
     point: PointInTime,
     subjects: Sequence[str] | None = None,
     *,
     related: bool = True,
+    credit_reads: SharedCreditReads | None = None,
 ) -> Sources:
     """Every table as of ``point``; restricted to ``subjects`` (keys) when given. Without
     ``related``, relations and defaults (read only by related-party features) are left
-    empty. Accounts and repayments are read on a second cursor meanwhile."""
+    empty. Accounts and repayments are read on a second cursor meanwhile (or taken from
+    ``credit_reads``)."""
     params = read_params(point, subjects)
     keys: list[str] = params["keys"]  # type: ignore[assignment]
     persons_in_scope = subjects is None or any(is_person_key(k) for k in keys)
     entities_in_scope = subjects is None or not all(is_person_key(k) for k in keys)
     with store.cursor() as side, ThreadPoolExecutor(max_workers=1) as pool:
-        credit = pool.submit(read_credit, side, params)
+        credit = pool.submit(
+            read_credit if credit_reads is None else credit_reads.read, side, params
+        )
         entities = (
             latest_versions(read_frame(store, _ENTITIES, params), ["subject_key"])
             if entities_in_scope

@@ -23,6 +23,7 @@ from features.related import MAJOR_SHARE_BP
 from features.sources import (
     PUBLIC_RECORDS_SQL,
     PointInTime,
+    SharedCreditReads,
     latest_versions,
     read_credit,
     read_frame,
@@ -142,9 +143,14 @@ def _status_items(store: RecordStore, params: dict[str, object]) -> pl.DataFrame
 
 
 def _credit_items(
-    store: RecordStore, params: dict[str, object], point: PointInTime, high_utilisation: float
+    store: RecordStore,
+    params: dict[str, object],
+    point: PointInTime,
+    high_utilisation: float,
+    credit_reads: SharedCreditReads | None,
 ) -> pl.DataFrame:
-    accounts, repayments = read_credit(store, params)
+    read = read_credit if credit_reads is None else credit_reads.read
+    accounts, repayments = read(store, params)
     m0 = point.as_of.year * 12 + point.as_of.month - 2  # the last complete month, as features
     rows = repayments.with_columns(
         (m0 - month_index(pl.col("period"))).alias("age"), pl.col("account_no").cast(pl.Int64)
@@ -349,11 +355,13 @@ def evaluate_warnings(
     high_utilisation: float = DEFAULT_HIGH_UTILISATION,
     repeated_penalties: int = DEFAULT_REPEATED_PENALTIES,
     scope: Sequence[str] | None = None,
+    credit_reads: SharedCreditReads | None = None,
 ) -> pl.DataFrame:
     """Every flag raised as of ``as_of`` (for ``subjects`` only, by key, when given): one row
     per subject, code and related party, sorted; columns :data:`OUTPUT_SCHEMA`. ``scope``
     is the neighbourhood of ``subjects`` (:func:`features.pipeline.neighbourhood`) when the
-    caller has walked it already (the feature store's refresh has); by default it is read."""
+    caller has walked it already (the feature store's refresh has); by default it is read.
+    ``credit_reads`` shares the credit tables' read with the feature build of the job."""
     if multi_platform_threshold < 1 or repeated_penalties < 1:
         raise ValueError("thresholds must be at least 1")
     point = PointInTime(as_of, retention_years)
@@ -367,7 +375,7 @@ def evaluate_warnings(
         [
             _public_items(store, params, repeated_penalties),
             _status_items(store, params),
-            _credit_items(store, params, point, high_utilisation),
+            _credit_items(store, params, point, high_utilisation, credit_reads),
             _inquiry_items(store, params, multi_platform_threshold),
         ]
     )

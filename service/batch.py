@@ -89,6 +89,7 @@ from audit.ids import derived_decision_id
 from audit.log import DecisionLog
 from features.catalog import catalog_hash
 from features.pipeline import KEY, TYPE, build
+from features.sources import SharedCreditReads
 from features.warning_eval import evaluate_warnings
 from features.warnings import warning_catalog_hash
 from models.data import feature_matrix
@@ -262,6 +263,7 @@ def _run_batch(
     started = time.perf_counter()
     model = RiskModel.load(settings.data_dir, compiled=False)
     keys, lines, rejects = _subjects(settings, job)
+    credit_reads = SharedCreditReads()  # the features' and the warning rules' one read
     with open_store(settings, read_only=True) as store:
         frame = build(
             store,
@@ -269,6 +271,7 @@ def _run_batch(
             keys,
             home_province=settings.home_province,
             retention_years=settings.features.retention_years,
+            credit_reads=credit_reads,
         ).sort(TYPE, KEY)
         found = set(frame[KEY].to_list())
         if total is not None:
@@ -282,8 +285,13 @@ def _run_batch(
             rejects.sort(key=lambda r: r.line)
         people = _person_attributes(store, frame)
         warnings = evaluate_warnings(
-            store, job.as_of, keys, retention_years=settings.features.retention_years
+            store,
+            job.as_of,
+            keys,
+            retention_years=settings.features.retention_years,
+            credit_reads=credit_reads,
         )
+    del credit_reads  # 23M repayment months at 1M subjects
     flags = flags_from_frame(warnings)
     gc.freeze()  # flags, people and the rest built so far live to the end (_collector_paused)
 

@@ -15,10 +15,11 @@ from conftest import TEST_SECRET, TODAY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features import sources
 from features.catalog import CATALOG, SubjectKind, feature_names
 from features.own import implied_annual_rate
-from features.pipeline import build, neighbourhood
-from features.sources import PointInTime
+from features.pipeline import KEY, build, neighbourhood
+from features.sources import PointInTime, SharedCreditReads
 from features.store import FeatureStore
 from features.training import add_months, training_frame
 from features.warning_eval import evaluate_warnings
@@ -598,3 +599,30 @@ def test_implied_rate_card_repayment_and_education(tmp_path: Path) -> None:
     assert row["rep_rate_spread_max"] == row["rep_rate_spread_avg"]
     assert row["rep_card_repayment_share_12m"] == pytest.approx(0.4)
     assert row["per_education_level"] == 2
+
+
+def test_a_job_reads_the_credit_tables_once_for_features_and_warnings(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SharedCreditReads: the batch job's feature build and warning rules share one read
+    of accounts and repayment months, and get what they would have read alone."""
+    alone_features = build(store, AS_OF)
+    alone_warnings = evaluate_warnings(store, AS_OF)
+    some = alone_features[KEY].to_list()[::7]
+    alone_some = build(store, AS_OF, some), evaluate_warnings(store, AS_OF, some)
+    reads: list[object] = []
+    real_read = sources.read_credit
+
+    def counted(*args: object) -> object:
+        reads.append(args[1])
+        return real_read(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sources, "read_credit", counted)
+    shared = SharedCreditReads()
+    assert_frames_equal(build(store, AS_OF, credit_reads=shared), alone_features)
+    assert_frames_equal(evaluate_warnings(store, AS_OF, credit_reads=shared), alone_warnings)
+    assert len(reads) == 1
+    # Scoped to some subjects: one more read (other keys), shared again.
+    assert_frames_equal(build(store, AS_OF, some, credit_reads=shared), alone_some[0])
+    assert_frames_equal(evaluate_warnings(store, AS_OF, some, credit_reads=shared), alone_some[1])
+    assert len(reads) == 2
