@@ -197,6 +197,10 @@ _STRING = json.encoder.encode_basestring  # what canonical_bytes' encoder quotes
 
 def _scalar(value: object) -> str:
     """A JSON scalar exactly as canonical_bytes writes it (other values: through it)."""
+    if type(value) is float:  # the common case first: PDs, contributions, values
+        if not math.isfinite(value):
+            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+        return float.__repr__(value)
     if isinstance(value, str):
         return _STRING(value)
     if value is None:
@@ -214,11 +218,20 @@ def _scalar(value: object) -> str:
     return _JSON(value)
 
 
+_REASON_TEXT: dict[tuple[str, str], tuple[str, str]] = {}  # the catalog's few, quoted once
+
+
 def _reason_json(reason: Reason) -> str:
-    return (
-        f'{{"code":{_STRING(reason.code)},"contribution":{_scalar(reason.contribution)},'
-        f'"feature":{_STRING(reason.feature)},"value":{_scalar(reason.value)}}}'
-    )
+    named = (reason.code, reason.feature)
+    parts = _REASON_TEXT.get(named)
+    if parts is None:
+        parts = (
+            f'{{"code":{_STRING(reason.code)},"contribution":',
+            f',"feature":{_STRING(reason.feature)},"value":',
+        )
+        if len(_REASON_TEXT) < 4096:  # reasons name catalog features; never unbounded
+            _REASON_TEXT[named] = parts
+    return f"{parts[0]}{_scalar(reason.contribution)}{parts[1]}{_scalar(reason.value)}}}"
 
 
 @functools.lru_cache(maxsize=64)

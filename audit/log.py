@@ -365,11 +365,12 @@ class DecisionLog:
     def _flush(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        data = memoryview(b"".join(lines))
+        joined = b"".join(lines)
+        data = memoryview(joined)
         while data:
             written = os.write(self._fd, data)
             data = data[written:]
-        self._segment_size += sum(len(line) for line in lines)
+        self._segment_size += len(joined)
         if self._fsync:
             os.fsync(self._fd)
             self._fsyncs += 1

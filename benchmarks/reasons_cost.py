@@ -8,7 +8,7 @@ leaf-wise without a depth limit (mean depth ~11, max ~20). This trains the same 
 out-of-time AUC, KS and ECE of the calibrated PDs, the AUC of the raw scores, the trees
 kept by early stopping, and ``pred_contrib`` microseconds a row on the same OOT rows (2
 threads), one after the other in this one run. Since 2026-11-26 the registered default is
-15 leaves at depth ≤ 4. It changes nothing registered.
+15 leaves at depth ≤ 4 with a learning rate of 0.1. It changes nothing registered.
 
     .venv/bin/python benchmarks/reasons_cost.py --out benchmarks/results/reasons_cost.json
 """
@@ -36,13 +36,18 @@ from models.data import LabelledRows, monthly_dates
 from models.training import TrainingParams, train_on_frames
 from records.store import RecordStore
 
-BEFORE = "31 leaves, no depth limit (the default until 2026-11-26)"
+BEFORE = "31 leaves, no depth limit, learning rate 0.05 (the default until 2026-11-26)"
 SHAPES: dict[str, dict[str, Any]] = {
-    BEFORE: {"num_leaves": 31, "max_depth": -1},
-    "31 leaves, max_depth 6": {"num_leaves": 31, "max_depth": 6},
-    "15 leaves, max_depth 5": {"num_leaves": 15, "max_depth": 5},
-    "15 leaves, max_depth 4 (registered default)": {"num_leaves": 15, "max_depth": 4},
-    "7 leaves, max_depth 3": {"num_leaves": 7, "max_depth": 3},
+    BEFORE: {"num_leaves": 31, "max_depth": -1, "learning_rate": 0.05},
+    "31 leaves, max_depth 6, 0.05": {"num_leaves": 31, "max_depth": 6, "learning_rate": 0.05},
+    "15 leaves, max_depth 4, 0.05": {"num_leaves": 15, "max_depth": 4, "learning_rate": 0.05},
+    "15 leaves, max_depth 4, 0.1 (registered default)": {
+        "num_leaves": 15,
+        "max_depth": 4,
+        "learning_rate": 0.1,
+    },
+    "15 leaves, max_depth 4, 0.2": {"num_leaves": 15, "max_depth": 4, "learning_rate": 0.2},
+    "7 leaves, max_depth 3, 0.1": {"num_leaves": 7, "max_depth": 3, "learning_rate": 0.1},
 }
 
 
