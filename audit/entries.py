@@ -197,7 +197,7 @@ _STRING = json.encoder.encode_basestring  # what canonical_bytes' encoder quotes
 
 def _scalar(value: object) -> str:
     """A JSON scalar exactly as canonical_bytes writes it (other values: through it)."""
-    if type(value) is float:  # the common case first: PDs, contributions, values
+    if isinstance(value, float):  # the common case first: PDs, contributions, values
         if not math.isfinite(value):
             raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
         return float.__repr__(value)
@@ -211,10 +211,6 @@ def _scalar(value: object) -> str:
         return "false"
     if isinstance(value, int):
         return int.__repr__(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
-        return float.__repr__(value)
     return _JSON(value)
 
 

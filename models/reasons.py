@@ -102,7 +102,7 @@ class ReasonCoder:
     def reasons(self, contributions: F64, values: F64) -> tuple[Reason, ...]:
         """Reasons of one row from its contributions and feature values."""
         chosen = self.chosen(contributions[np.newaxis, :], values[np.newaxis, :])[0]
-        return tuple(self._reason(int(i), contributions, values) for i in chosen if i >= 0)
+        return self._reasons(chosen, contributions, values)
 
     def chosen(self, contributions: F64, values: F64) -> npt.NDArray[np.intp]:
         """The reasons' feature indices of many rows at once, shape ``(rows, MAX_REASONS +
@@ -125,6 +125,12 @@ class ReasonCoder:
         fifth = np.where(wanted, self._inquiry_columns[best], -1)
         out: npt.NDArray[np.intp] = np.column_stack([top, fifth]).astype(np.intp)
         return out
+
+    def _reasons(
+        self, chosen: npt.NDArray[np.intp], contributions: F64, values: F64
+    ) -> tuple[Reason, ...]:
+        """The reasons of one row from its row of :meth:`chosen`."""
+        return tuple(self._reason(int(i), contributions, values) for i in chosen if i >= 0)
 
     def _reason(self, index: int, contributions: F64, values: F64) -> Reason:
         spec = self.specs[index]
@@ -150,11 +156,6 @@ class ReasonCoder:
             chosen = self.chosen(contrib, values)
             for position, row in enumerate(scored):
                 out[row] = Explanation(
-                    tuple(
-                        self._reason(int(i), contrib[position], values[position])
-                        for i in chosen[position]
-                        if i >= 0
-                    ),
-                    False,
+                    self._reasons(chosen[position], contrib[position], values[position]), False
                 )
         return out

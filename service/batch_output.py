@@ -40,13 +40,12 @@ OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "model_version": pl.String(),
 }
 
+# The Arrow types of the nested fields, from the polars schema (so that a field with no
+# values yet, or only nulls, still gets its type).
 _ARROW_TYPES = {
-    "code": pa.string(),
-    "feature": pa.string(),
-    "contribution": pa.float64(),
-    "severity": pa.string(),
-    "since": pa.date32(),
-    "via_role": pa.string(),
+    name: field.type
+    for fields in (_REASON, _WARNING)
+    for name, field in zip(fields, pl.DataFrame(schema=fields).to_arrow().schema, strict=True)
 }
 
 
