@@ -1,9 +1,9 @@
-"""Batch scoring (``credit-risk score-batch``), local engine: chunked, checkpointed, resumable.
+"""Batch scoring (``credit-risk score-batch``): chunked, checkpointed, resumable.
 
 A job scores every subject of the store (``--all``) or of a subject list as of one date:
 features from :func:`features.pipeline.build` (the one definition training and the server
 use), decisions with reasons from :meth:`models.model.RiskModel.decide_batch` (TreeSHAP:
-~0.5 ms a row, the bulk of the job's time), warning flags from
+~60 us a row, the bulk of the decisions' time), warning flags from
 :func:`features.warning_eval.evaluate_warnings`. Rows are sorted by (type, key) and cut into
 chunks of ``chunk_rows``; each chunk is decided, logged, written and checkpointed in turn.
 
@@ -50,14 +50,18 @@ checkpoint (its part files are deleted): running it again prints the summary and
 nothing. The store is not snapshotted: records ingested between an interruption and the
 resume would be seen by the chunks decided after it.
 
-Engines (``BatchJob.engine``) differ only in where a chunk is decided: ``local`` decides
-each chunk in this process when its turn comes; ``dask`` (an existing scheduler) and
-``dask-local`` (a LocalCluster of ``workers`` processes) decide them on a Dask cluster
-(:mod:`service.batch_dask`) and hand the decisions back in chunk order. Everything else
-above is the driver's whatever the engine, and the engine is not part of the job's
-identity: a job interrupted on one engine resumes on another, with the same ids. The model
-is loaded without its compiled forest (batches are LightGBM's, whatever a chunk's size),
-so every engine gives the same decisions.
+Engines (``BatchJob.engine``) differ only in where a chunk is decided: ``local`` in
+``workers`` processes of its own (:mod:`service.batch_chunks`: each decides a chunk and
+also makes its ids, log entries and output rows, so the driver's one GIL is not the
+limit); ``dask`` (an existing scheduler) and ``dask-local`` (a LocalCluster of ``workers``
+processes) decide them on a Dask cluster (:mod:`service.batch_dask`), the driver making
+the entries and rows with the same :func:`service.batch_chunks.finish_decisions`. The
+warning rows, ids, logging, part files, checkpoint and summary are the driver's whatever
+the engine, and the engine is not part of the job's identity: a job interrupted on one
+engine resumes on another, with the same ids. The model is loaded without its compiled
+forest (batches are LightGBM's, whatever a chunk's size), so every engine gives the same
+decisions. Worker processes are spawned, so a script that calls :func:`run_batch` must
+guard its top level with ``if __name__ == "__main__":`` (as for any spawned pool).
 """
 
 from __future__ import annotations
@@ -71,12 +75,11 @@ import re
 import secrets
 import signal
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +87,22 @@ import duckdb
 import polars as pl
 
 from audit.chain import fsync_directory
-from audit.entries import decision_entry_bytes, person_groups
-from audit.ids import derived_decision_id
 from audit.log import DecisionLog
 from features.catalog import catalog_hash
 from features.pipeline import KEY, TYPE, build
 from features.sources import SharedCreditReads
 from features.warning_eval import evaluate_warnings
-from features.warnings import warning_catalog_hash
-from models.data import feature_matrix
-from models.decisions import SubjectDecision, flags_from_frame, subject_decisions
-from models.model import Decision, RiskModel
+from models.model import RiskModel
 from records.runtime import make_pseudonymiser, open_store
 from records.store import RecordStore, connect_database
-from service.batch_output import OUTPUT_SCHEMA, output_frame
+from service.batch_chunks import (
+    ChunkJob,
+    ChunkWork,
+    DecidedChunk,
+    finish_decisions,
+    process_decisions,
+)
+from service.batch_output import OUTPUT_SCHEMA
 from service.subject_lists import read_subject_list
 from settings import Settings
 
@@ -150,7 +155,7 @@ class BatchJob:
     purpose: str = "credit_review"
     engine: str = "local"  # one of ENGINES
     scheduler: str | None = None  # engine "dask": the scheduler's address
-    workers: int | None = None  # engine "dask-local": worker processes (default: cores)
+    workers: int | None = None  # engines local, dask-local: worker processes (default: cores)
     table: str | None = None  # None: Parquet at ``out``; else this table of the DuckDB file ``out``
 
 
@@ -161,9 +166,8 @@ class BatchResult:
 
 
 Progress = Callable[[int], object]
-Chunks = Sequence[tuple[int, pl.DataFrame]]  # (chunk number, its feature rows), in order
-Decider = Callable[[Chunks], Generator[list[Decision]]]
-"""An engine: the decisions (with reasons) of each chunk, in order, as they are wanted."""
+Decider = Callable[[Sequence[ChunkWork]], Generator[DecidedChunk]]
+"""An engine: each chunk decided (with reasons) and finished, in order, as wanted."""
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -212,18 +216,6 @@ def _person_attributes(store: RecordStore, frame: pl.DataFrame) -> dict[str, tup
         [persons],
     )
     return {row[0]: row[1:] for row in rows}
-
-
-def _groups(
-    item: SubjectDecision, people: dict[str, tuple[Any, ...]], on: date, with_gender: bool
-) -> dict[str, str] | None:
-    if item.subject_type == "entity":
-        return {"region": item.subject_key[2:4]}
-    found = people.get(item.subject_key)
-    if found is None:
-        return None
-    region, birth, gender = found
-    return person_groups(region, birth, gender if with_gender else None, on)
 
 
 def run_batch(
@@ -292,8 +284,7 @@ def _run_batch(
             credit_reads=credit_reads,
         )
     del credit_reads  # 23M repayment months at 1M subjects
-    flags = flags_from_frame(warnings)
-    gc.freeze()  # flags, people and the rest built so far live to the end (_collector_paused)
+    gc.freeze()  # people and the rest built so far live to the end (_collector_paused)
 
     params = {
         "format": _FORMAT,
@@ -335,18 +326,27 @@ def _run_batch(
                 "complete": False,
             }
             _write_json(checkpoint_path, checkpoint)
+        chunk_job = ChunkJob(
+            as_of=job.as_of,
+            client=job.client,
+            purpose=job.purpose,
+            job_id=checkpoint["job_id"],
+            started_ms=checkpoint["started_ms"],
+            secret=bytes.fromhex(checkpoint["secret"]),
+            fairness_by_gender=settings.audit.fairness_by_gender,
+            data_dir=str(settings.data_dir.resolve()),
+            model_version=model.version,
+        )
         summary_extra = _run_chunks(
-            settings,
             job,
-            model,
             frame,
-            flags,
+            warnings,
             people,
             log,
             parts,
             checkpoint,
             progress,
-            _decider(settings, job, model, parts),
+            _decider(settings, job, model, chunk_job, parts),
         )
     finally:
         log.close()
@@ -371,11 +371,11 @@ def _run_batch(
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """No automatic cyclic garbage collection while a job runs. The job makes millions of
-    objects that live to its end (flags with their evidence, person attributes, at 1M
-    subjects) and, per chunk, decisions and log entries that reference counting frees; the
-    collector kept walking them all (2.5x the time to build the flags, 15% of a 50k job).
-    The job freezes its long-lived objects once built and collects the young generation
-    after each chunk, which catches any cycle a chunk made."""
+    objects that live to its end (person attributes, each chunk's share of them, at 1M
+    subjects) and, per chunk, entries and rows that reference counting frees; the collector
+    kept walking them all (15% of a 50k job when the driver still built the flags). The
+    job freezes its long-lived objects once built and collects the young generation after
+    each chunk, which catches any cycle a chunk made."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -386,47 +386,71 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _local_decisions(model: RiskModel, chunks: Chunks) -> Generator[list[Decision]]:
-    """Each chunk's decisions, in order, the next chunk's decided on a second thread while
-    the caller logs and writes this one (LightGBM releases the GIL while it explains)."""
-
-    def decide(chunk: pl.DataFrame) -> list[Decision]:
-        return model.decide_batch(feature_matrix(chunk), explain=True)
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-decide")
-    ahead: deque[Future[list[Decision]]] = deque()
-    try:
-        for _, chunk in chunks:
-            ahead.append(pool.submit(decide, chunk))
-            if len(ahead) > 1:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
-    finally:  # closed early (an interruption): what is queued is dropped
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _decider(settings: Settings, job: BatchJob, model: RiskModel, parts: Path) -> Decider:
+def _decider(
+    settings: Settings, job: BatchJob, model: RiskModel, chunk_job: ChunkJob, parts: Path
+) -> Decider:
     if job.engine == "local":
-        return lambda chunks: _local_decisions(model, chunks)
-    from service.batch_dask import dask_decisions  # dask only when asked for
+        return lambda works: process_decisions(chunk_job, works, job.workers)
 
-    return lambda chunks: dask_decisions(
-        chunks,
-        data_dir=settings.data_dir,
-        model_version=model.version,
-        parts=parts,
-        scheduler=job.scheduler if job.engine == "dask" else None,
-        workers=job.workers,
+    def on_dask(works: Sequence[ChunkWork]) -> Generator[DecidedChunk]:
+        from service.batch_dask import dask_decisions  # dask only when asked for
+
+        decisions = dask_decisions(
+            [(work.number, work.features) for work in works],
+            data_dir=settings.data_dir,
+            model_version=model.version,
+            parts=parts,
+            scheduler=job.scheduler if job.engine == "dask" else None,
+            workers=job.workers,
+        )
+        with closing(decisions):
+            for work in works:
+                yield finish_decisions(chunk_job, model, work, next(decisions))
+
+    return on_dask
+
+
+def _chunk_works(
+    frame: pl.DataFrame,
+    warnings: pl.DataFrame,
+    people: dict[str, tuple[Any, ...]],
+    chunk_rows: int,
+    first: int,
+) -> list[ChunkWork]:
+    """The chunks from number ``first`` on: each one's feature rows, and the warning rows
+    (in their order: it ranks a subject's flags) and person attributes of its subjects."""
+    number = "_chunk"
+    chunk_of = frame.select(
+        pl.col(KEY).alias("subject_key"), (pl.int_range(pl.len()) // chunk_rows).alias(number)
     )
+    by_chunk = (
+        warnings.with_row_index("_row")
+        .join(chunk_of, on="subject_key", how="inner")
+        .sort("_row")
+        .drop("_row")
+        .partition_by(number, as_dict=True, include_key=False, maintain_order=True)
+    )
+    empty = warnings.clear()
+    works = []
+    for index, start in enumerate(range(0, frame.height, chunk_rows)):
+        if index < first:
+            continue
+        rows = frame.slice(start, chunk_rows)
+        works.append(
+            ChunkWork(
+                number=index,
+                features=rows,
+                warnings=by_chunk.get((index,), empty),
+                people={key: people[key] for key in rows[KEY].to_list() if key in people},
+            )
+        )
+    return works
 
 
 def _run_chunks(
-    settings: Settings,
     job: BatchJob,
-    model: RiskModel,
     frame: pl.DataFrame,
-    flags: dict[str, Any],
+    warnings: pl.DataFrame,
     people: dict[str, tuple[Any, ...]],
     log: DecisionLog,
     parts: Path,
@@ -435,59 +459,38 @@ def _run_chunks(
     decide: Decider,
 ) -> dict[str, Any]:
     done = len(checkpoint["chunks"])
-    total = frame.height
     decided_rows = 0
-    decide_seconds = 0.0
+    wait_seconds = 0.0
     if progress is not None:
-        progress(min(total, done * job.chunk_rows))
-    todo = [
-        (number, frame.slice(start, job.chunk_rows))
-        for number, start in enumerate(range(0, total, job.chunk_rows))
-        if number >= done and not checkpoint["complete"]
-    ]
-    with closing(decide(todo)) as decisions:
-        for number, chunk in todo:
+        progress(min(frame.height, done * job.chunk_rows))
+    works = []
+    if not checkpoint["complete"]:
+        works = _chunk_works(frame, warnings, people, job.chunk_rows, done)
+    with closing(decide(works)) as decided:
+        for work in works:
             tick = time.perf_counter()
-            decided = subject_decisions(
-                job.as_of,
-                chunk[TYPE].to_list(),
-                chunk[KEY].to_list(),
-                feature_matrix(chunk),
-                next(decisions),
-                flags,
-                explained=True,
-            )
-            decide_seconds += time.perf_counter() - tick
-            decided_rows += len(decided)
-            _finish_chunk(settings, job, model, people, log, parts, checkpoint, number, decided)
+            chunk = next(decided)
+            wait_seconds += time.perf_counter() - tick
+            if chunk.number != work.number or chunk.table.height != work.features.height:
+                raise RuntimeError(f"chunk {work.number} came back as another chunk")
+            decided_rows += chunk.table.height
+            _finish_chunk(log, parts, checkpoint, chunk)
             gc.collect(0)
             if progress is not None:
-                progress(len(decided))
+                progress(chunk.table.height)
     return {
         "engine": job.engine,
         "decided_this_run": decided_rows,
-        "decide_seconds": round(decide_seconds, 3),
+        "decide_seconds": round(wait_seconds, 3),
     }
 
 
 def _finish_chunk(
-    settings: Settings,
-    job: BatchJob,
-    model: RiskModel,
-    people: dict[str, tuple[Any, ...]],
-    log: DecisionLog,
-    parts: Path,
-    checkpoint: dict[str, Any],
-    number: int,
-    decided: Sequence[SubjectDecision],
+    log: DecisionLog, parts: Path, checkpoint: dict[str, Any], chunk: DecidedChunk
 ) -> None:
     """Log a decided chunk's entries (those not logged before a kill), write its part file,
     record it in the checkpoint."""
-    secret = bytes.fromhex(checkpoint["secret"])
-    rules_version = warning_catalog_hash()[:16]
-    ids = [
-        derived_decision_id(checkpoint["started_ms"], secret, item.subject_key) for item in decided
-    ]
+    number = chunk.number
     previous = checkpoint["chunks"][-1] if checkpoint["chunks"] else None
     since = previous["log_sequence_after"] if previous else checkpoint["log_sequence_at_start"]
     # Entries after ``since`` are a killed run's, logged before its checkpoint was written;
@@ -497,24 +500,9 @@ def _finish_chunk(
         if log.next_sequence > since
         else set()
     )
-    now = datetime.now(UTC)
     entries = [
-        decision_entry_bytes(
-            decision_id=decision_id,
-            decided_at=now,
-            kind="batch",
-            method="batch",
-            client=job.client,
-            purpose=job.purpose,
-            authorization_id="",
-            request_id=f"{checkpoint['job_id']}:{number}",
-            subject=item,
-            model=model,
-            warning_rules_version=rules_version,
-            reasons_given=True,
-            groups=_groups(item, people, now.date(), settings.audit.fairness_by_gender),
-        )
-        for decision_id, item in zip(ids, decided, strict=True)
+        entry
+        for decision_id, entry in zip(chunk.ids, chunk.entries, strict=True)
         if decision_id not in logged
     ]
     if os.environ.get(CRASH_ENV, "").split(":")[:2] == ["mid-log", str(number)]:
@@ -523,23 +511,20 @@ def _finish_chunk(
     log.append_many(entries)
     _crash_point("after-log", number)
     name = f"chunk-{number:06d}.parquet"
-    table = output_frame(decided, ids)
-    _atomic_write(parts / name, table.write_parquet)
+    _atomic_write(parts / name, chunk.table.write_parquet)
     _crash_point("after-part", number)
-    grades = Counter(table["grade"].to_list())
-    warning_codes = Counter(flag.code for item in decided for flag in item.warnings)
     checkpoint["chunks"].append(
         {
             "number": number,
             "file": name,
-            "rows": table.height,
-            "first": [decided[0].subject_type, decided[0].subject_key],
-            "last": [decided[-1].subject_type, decided[-1].subject_key],
+            "rows": chunk.table.height,
+            "first": list(chunk.first),
+            "last": list(chunk.last),
             "logged": len(entries),
-            "already_logged": len(decided) - len(entries),
+            "already_logged": chunk.table.height - len(entries),
             "log_sequence_after": log.next_sequence,
-            "grades": dict(grades),
-            "warnings": dict(warning_codes),
+            "grades": chunk.grades,
+            "warnings": chunk.warnings,
         }
     )
     _write_json(parts / CHECKPOINT, checkpoint)

@@ -60,8 +60,9 @@ def _table_name(ctx: click.Context, param: click.Parameter, value: str | None) -
     type=click.Choice(["local", "dask", "dask-local"]),
     default="local",
     show_default=True,
-    help="Where chunks are decided: this process, an existing Dask cluster (--scheduler), "
-    "or a Dask LocalCluster of --workers processes. Logging and output stay here.",
+    help="Where chunks are decided: --workers local processes, an existing Dask cluster "
+    "(--scheduler), or a Dask LocalCluster of --workers processes. Logging and output stay "
+    "with this process.",
 )
 @click.option(
     "--scheduler",
@@ -72,7 +73,7 @@ def _table_name(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    help="--engine dask-local: worker processes (one thread each)  [default: cores]",
+    help="--engine local or dask-local: worker processes  [default: cores]",
 )
 def score_batch(
     data_dir: Path | None,
@@ -99,8 +100,8 @@ def score_batch(
         raise click.UsageError("give exactly one of --subjects FILE and --all")
     if (engine == "dask") != (scheduler is not None):
         raise click.UsageError("--scheduler goes with --engine dask, and it needs one")
-    if workers is not None and engine != "dask-local":
-        raise click.UsageError("--workers goes with --engine dask-local")
+    if workers is not None and engine == "dask":
+        raise click.UsageError("--workers goes with --engine local or dask-local")
     if out.suffix.lower() == DUCKDB_SUFFIX:
         table = table or f"scores_{as_of:%Y_%m_%d}"
     elif table is not None:

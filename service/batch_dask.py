@@ -42,18 +42,16 @@ import polars as pl
 from features.catalog import feature_names
 from features.pipeline import KEY, TYPE
 from models.data import feature_matrix
-from models.model import Decision, RiskModel
+from models.model import Decision
 from models.reasons import Reason
 from service.batch import BatchError
+from service.batch_chunks import worker_model
 from service.dask_workers import dask_client
 
 __all__ = ["DECISION_META", "FEATURES_DIR", "dask_decisions"]
 
 FEATURES_DIR = "features"
 PARTITION_ROWS = 2_000
-
-_MODELS: dict[tuple[str, str], RiskModel] = {}
-
 
 def _decision_table(
     keys: Sequence[str], decisions: Sequence[Decision], index: pd.Index | None = None
@@ -82,22 +80,13 @@ DECISION_META = _decision_table([], [])
 """The output schema of :func:`_score_partition` (given to ``map_partitions`` as ``meta``)."""
 
 
-def _model(data_dir: str, version: str) -> RiskModel:
-    found = _MODELS.get((data_dir, version))
-    if found is None:
-        # One thread per task (the worker runs one task per thread); no compiled forest:
-        # batches are LightGBM's in every engine, whatever the size of a chunk.
-        found = RiskModel.load(Path(data_dir), version, batch_threads=1, compiled=False)
-        _MODELS[(data_dir, version)] = found
-    return found
-
-
 def _score_partition(part: pd.DataFrame, data_dir: str, version: str) -> pd.DataFrame:
     """Decide one partition of exported feature rows (runs on a worker)."""
     if part.empty:
         return DECISION_META
     frame = pl.from_pandas(part)
-    decisions = _model(data_dir, version).decide_batch(feature_matrix(frame), explain=True)
+    # One LightGBM thread per task: the worker runs one task per thread.
+    decisions = worker_model(data_dir, version).decide_batch(feature_matrix(frame), explain=True)
     return _decision_table(frame[KEY].to_list(), decisions, part.index)
 
 

@@ -351,7 +351,7 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     stopped = _cli(*command, "--engine", "dask-local", "--workers", "2", crash="after-log:2:int")
     assert stopped.returncode == 1, stopped.stderr  # Ctrl-C, workers included
     assert "Aborted!" in stopped.stderr
-    killed = _cli(*command, crash="after-part:3")  # the local engine
+    killed = _cli(*command, "--workers", "2", crash="after-part:3", mark=marker)  # local
     assert killed.returncode == -9, killed.stderr
     with (
         LocalCluster(
@@ -373,7 +373,8 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     assert [e["decision_id"] for e in entries] == table["decision_id"].to_list()
     assert table["decision_id"].to_list() == _derived_ids(out, table[KEY].to_list())
     assert verify_log(settings.audit_log_path).ok
-    # The killed driver's LocalCluster workers did not outlive it.
+    # The killed drivers' worker processes (LocalCluster's, the local engine's) did not
+    # outlive them.
     deadline = time.monotonic() + 10
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
