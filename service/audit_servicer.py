@@ -30,8 +30,10 @@ from service.codec import (
     SEVERITY_VALUES,
     evidence_message,
     related_party_message,
+    subject_query,
 )
 from service.problems import CallEnded, InvalidRequest, NotFound, NotReady
+from service.scoring import subject_identity
 
 __all__ = ["AuditServicer"]
 
@@ -177,12 +179,14 @@ class AuditServicer(audit_pb2_grpc.AuditServicer):
         self._log, self._store, self._pseudonymiser = log, store, pseudonymiser
 
     def _subject_filter(self, subject: common_pb2.Subject) -> str | None:
-        which = subject.WhichOneof("id")
-        if which == "uscc":
-            return subject.uscc
-        if which == "resident_id" and self._pseudonymiser is not None:
-            return self._pseudonymiser.person_key(subject.resident_id)
-        return None
+        """The subject key to list (None: every subject); a malformed identifier is an
+        INVALID_ARGUMENT naming the field, as for Score."""
+        if subject.WhichOneof("id") is None:
+            return None
+        if self._pseudonymiser is None:
+            raise NotReady("the service is loading; retry shortly")
+        today = datetime.now(UTC).date()
+        return subject_identity(subject_query(subject), self._pseudonymiser, today)[1]
 
     @property
     def log(self) -> DecisionLog:

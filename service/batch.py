@@ -77,6 +77,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -96,6 +97,7 @@ from models.model import RiskModel
 from records.runtime import make_pseudonymiser, open_store
 from records.store import RecordStore, connect_database
 from service.batch_chunks import (
+    CRASH_ENV,
     ChunkJob,
     ChunkWork,
     DecidedChunk,
@@ -118,16 +120,6 @@ __all__ = [
     "store_conflict",
     "table_name_problem",
 ]
-
-CRASH_ENV = "CREDIT_RISK_BATCH_CRASH"
-"""Tests only: ``<point>:<chunk>`` kills the process (SIGKILL) at ``point`` of chunk
-number ``chunk``: ``mid-log`` (half the chunk's entries appended), ``after-log`` (all
-appended, no part file), ``after-part`` (part file written, no checkpoint); and, with
-``end`` for the chunk, at the final step: ``mid-combine`` (DuckDB output: the table
-created in the open transaction, not committed), ``after-combine`` (the output complete,
-the checkpoint not yet marked complete). With a ``:int`` suffix it sends SIGINT instead
-(Ctrl-C: to the process group when the process leads one, as a terminal does, so that a
-LocalCluster's workers get it too)."""
 
 CHECKPOINT = "checkpoint.json"
 ENGINES = ("local", "dask", "dask-local")
@@ -469,7 +461,14 @@ def _run_chunks(
     with closing(decide(works)) as decided:
         for work in works:
             tick = time.perf_counter()
-            chunk = next(decided)
+            try:
+                chunk = next(decided)
+            except BrokenProcessPool as err:  # killed: by the OOM killer, most likely
+                raise BatchError(
+                    f"a worker process died while deciding chunk {work.number} (killed, or "
+                    "out of memory?); the chunks before it are saved: run the same command "
+                    "again to resume (--workers 1 needs less memory)"
+                ) from err
             wait_seconds += time.perf_counter() - tick
             if chunk.number != work.number or chunk.table.height != work.features.height:
                 raise RuntimeError(f"chunk {work.number} came back as another chunk")

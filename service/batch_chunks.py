@@ -44,6 +44,7 @@ from models.model import Decision, RiskModel
 from service.batch_output import output_frame
 
 __all__ = [
+    "CRASH_ENV",
     "ChunkJob",
     "ChunkWork",
     "DecidedChunk",
@@ -52,6 +53,18 @@ __all__ = [
     "process_decisions",
     "worker_model",
 ]
+
+
+CRASH_ENV = "CREDIT_RISK_BATCH_CRASH"
+"""Tests only: ``<point>:<chunk>`` kills a process (SIGKILL) at ``point`` of chunk number
+``chunk``. The driver (:mod:`service.batch`): ``mid-log`` (half the chunk's entries
+appended), ``after-log`` (all appended, no part file), ``after-part`` (part file written,
+no checkpoint); and, with ``end`` for the chunk, at the final step: ``mid-combine``
+(DuckDB output: the table created in the open transaction, not committed),
+``after-combine`` (the output complete, the checkpoint not yet marked complete); with a
+``:int`` suffix it sends SIGINT instead (Ctrl-C: to the process group when the process
+leads one, as a terminal does, so that a LocalCluster's workers get it too). A worker:
+``worker`` (the local engine's worker process deciding the chunk)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,8 @@ def finish_decisions(
 
 def decide_chunk(job: ChunkJob, work: ChunkWork, threads: int = 1) -> DecidedChunk:
     """Decide a chunk (TreeSHAP reasons included) and finish it: a worker's task."""
+    if os.environ.get(CRASH_ENV) == f"worker:{work.number}":
+        os.kill(os.getpid(), signal.SIGKILL)  # a worker killed (the OOM killer, say)
     model = worker_model(job.data_dir, job.model_version, threads)
     return finish_decisions(
         job, model, work, model.decide_batch(feature_matrix(work.features), explain=True)

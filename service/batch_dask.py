@@ -53,6 +53,7 @@ __all__ = ["DECISION_META", "FEATURES_DIR", "dask_decisions"]
 FEATURES_DIR = "features"
 PARTITION_ROWS = 2_000
 
+
 def _decision_table(
     keys: Sequence[str], decisions: Sequence[Decision], index: pd.Index | None = None
 ) -> pd.DataFrame:

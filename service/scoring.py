@@ -34,6 +34,7 @@ __all__ = [
     "Scorer",
     "SubjectQuery",
     "check_reference",
+    "subject_identity",
 ]
 
 MAX_REFERENCE_LENGTH = 128  # request_id and authorization_id
@@ -111,6 +112,27 @@ def check_reference(value: str, field: str) -> None:
         raise InvalidRequest(field, "control_character", f"{field} contains a control character")
 
 
+def subject_identity(
+    subject: SubjectQuery, pseudonymiser: Pseudonymiser, today: date
+) -> tuple[str, str, str]:
+    """(subject_type, subject_key, identifier) of a valid identifier, the key of a person
+    being its pseudonym; :class:`InvalidRequest` naming the field and the rule otherwise."""
+    if (subject.uscc is None) == (subject.resident_id is None):
+        raise InvalidRequest(
+            "subject", "required", "set exactly one of subject.uscc or subject.resident_id"
+        )
+    try:
+        if subject.uscc is not None:
+            validate_uscc(subject.uscc)
+            return "entity", subject.uscc, subject.uscc
+        assert subject.resident_id is not None
+        validate_resident_id(subject.resident_id, today=today)
+    except InvalidIdentifier as err:
+        field = "subject.uscc" if subject.uscc is not None else "subject.resident_id"
+        raise InvalidRequest(field, err.rule, f"{field}: {err}") from None
+    return "person", pseudonymiser.person_key(subject.resident_id), subject.resident_id
+
+
 class Scorer:
     def __init__(
         self,
@@ -139,21 +161,7 @@ class Scorer:
     def subject_key(self, subject: SubjectQuery, today: date) -> tuple[str, str, str]:
         """(subject_type, subject_key, identifier) of a valid identifier; the key of a
         person is its pseudonym."""
-        if (subject.uscc is None) == (subject.resident_id is None):
-            raise InvalidRequest(
-                "subject", "required", "set exactly one of subject.uscc or subject.resident_id"
-            )
-        try:
-            if subject.uscc is not None:
-                validate_uscc(subject.uscc)
-                return "entity", subject.uscc, subject.uscc
-            assert subject.resident_id is not None
-            validate_resident_id(subject.resident_id, today=today)
-        except InvalidIdentifier as err:
-            field = "subject.uscc" if subject.uscc is not None else "subject.resident_id"
-            raise InvalidRequest(field, err.rule, f"{field}: {err}") from None
-        key = self.pseudonymiser.person_key(subject.resident_id)
-        return "person", key, subject.resident_id
+        return subject_identity(subject, self.pseudonymiser, today)
 
     def _check(self, query: ScoreQuery, subject_type: str) -> str:
         if query.purpose is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import ROLES, ServiceData, bearer, service_settings
+from conftest import ROLES, ServiceData, bearer, rpc_details, service_settings
 from google.protobuf import timestamp_pb2
 
 from creditrisk.v1 import (
@@ -122,6 +122,54 @@ def test_every_decision_path_is_logged_and_readable(
     assert monitoring["kind"] == "monitoring" and "oot_auc" in monitoring["model"]["evaluation"]
     assert {"stability", "grade_mix", "fairness"} <= set(monitoring)
     assert monitoring["decisions"]["n"] >= 5
+
+
+def test_decisions_listed_by_subject_and_bad_identifiers_named(
+    live_server: CreditRiskServer, service_data: ServiceData, stubs: tuple[Any, Any]
+) -> None:
+    scoring, audit = stubs
+    lender = bearer(service_data.keys["lender"])
+    regulator = bearer(service_data.keys["regulator"])
+    uscc = _entities(live_server)[7]
+    resident_id = service_data.frames["natural_person"]["resident_id"].sort().to_list()[3]
+    entity = scoring.Score(
+        credit_risk_pb2.ScoreRequest(subject=common_pb2.Subject(uscc=uscc), purpose=LOAN),
+        metadata=lender,
+    )
+    person = scoring.Score(
+        credit_risk_pb2.ScoreRequest(
+            subject=common_pb2.Subject(resident_id=resident_id),
+            purpose=LOAN,
+            authorization_id="auth-list-1",
+        ),
+        metadata=lender,
+    )
+    for subject, answer in (
+        (common_pb2.Subject(uscc=uscc), entity),
+        (common_pb2.Subject(resident_id=resident_id), person),
+    ):
+        listed = list(
+            audit.ListDecisions(audit_pb2.ListDecisionsRequest(subject=subject), metadata=regulator)
+        )
+        assert answer.decision_id in {r.decision_id for r in listed}
+        assert len({r.subject_key for r in listed}) == 1
+    assert listed[0].subject_key != resident_id  # the pseudonym, never the number
+
+    # A malformed identifier (non-ASCII digits too: it once became INTERNAL) is named.
+    for subject, field in (
+        (common_pb2.Subject(resident_id="\u00b2" * 18), "subject.resident_id"),
+        (common_pb2.Subject(resident_id=resident_id[:-1]), "subject.resident_id"),
+        (common_pb2.Subject(uscc="not-a-uscc"), "subject.uscc"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            list(
+                audit.ListDecisions(
+                    audit_pb2.ListDecisionsRequest(subject=subject), metadata=regulator
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+        (violation,) = rpc_details(caught.value)["BadRequest"].field_violations
+        assert violation.field == field
 
 
 def _audit_calls(audit: Any, metadata: Any) -> Iterator[tuple[str, Any]]:
