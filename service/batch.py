@@ -56,8 +56,8 @@ also makes its ids, log entries and output rows, so the driver's one GIL is not 
 limit); ``dask`` (an existing scheduler) and ``dask-local`` (a LocalCluster of ``workers``
 processes) decide them on a Dask cluster (:mod:`service.batch_dask`), the driver making
 the entries and rows with the same :func:`service.batch_chunks.finish_decisions`. The
-warning rows, ids, logging, part files, checkpoint and summary are the driver's whatever
-the engine, and the engine is not part of the job's identity: a job interrupted on one
+feature build, the warning rules, logging, part files, checkpoint and summary are the
+driver's whatever the engine, and the engine is not part of the job's identity: a job interrupted on one
 engine resumes on another, with the same ids. The model is loaded without its compiled
 forest (batches are LightGBM's, whatever a chunk's size), so every engine gives the same
 decisions. Worker processes are spawned, so a script that calls :func:`run_batch` must
