@@ -57,11 +57,12 @@ limit); ``dask`` (an existing scheduler) and ``dask-local`` (a LocalCluster of `
 processes) decide them on a Dask cluster (:mod:`service.batch_dask`), the driver making
 the entries and rows with the same :func:`service.batch_chunks.finish_decisions`. The
 feature build, the warning rules, logging, part files, checkpoint and summary are the
-driver's whatever the engine, and the engine is not part of the job's identity: a job interrupted on one
-engine resumes on another, with the same ids. The model is loaded without its compiled
-forest (batches are LightGBM's, whatever a chunk's size), so every engine gives the same
-decisions. Worker processes are spawned, so a script that calls :func:`run_batch` must
-guard its top level with ``if __name__ == "__main__":`` (as for any spawned pool).
+driver's whatever the engine, and the engine is not part of the job's identity: a job
+interrupted on one engine resumes on another, with the same ids. The model is loaded
+without its compiled forest (batches are LightGBM's, whatever a chunk's size), so every
+engine gives the same decisions. Worker processes are spawned, so a script that calls
+:func:`run_batch` must guard its top level with ``if __name__ == "__main__":`` (as for
+any spawned pool).
 """
 
 from __future__ import annotations
