@@ -258,12 +258,15 @@ def decision_entry_bytes(
     reasons = (
         "[" + ",".join(_reason_json(r) for r in decision.reasons) + "]" if reasons_given else "null"
     )
+    warnings = "[]"  # most subjects have no flag: no encoder call for them
+    if subject.warnings:
+        warnings = _JSON([warning_record(flag) for flag in subject.warnings])
     answer = (
         f'{{"grade":{_scalar(decision.grade)},'
         f'"probability_of_default":{_scalar(decision.probability_of_default)},'
         f'"reasons":{reasons},"score":{_scalar(decision.score)},'
         f'"thin_file":{_scalar(decision.thin_file)},'
-        f'"warnings":{_JSON([warning_record(flag) for flag in subject.warnings])}}}'
+        f'"warnings":{warnings}}}'
     )
     about = {"type": subject.subject_type, "key": subject.subject_key}
     if groups:

@@ -145,12 +145,14 @@ class RiskModel:
             explanations = [Explanation((), bool(t)) for t in thin_file_mask(rows)]
         return [
             Decision(
-                probability_of_default=float(pd[i]),
-                score=int(points[i]),
-                grade=letters[i],
-                reasons=explanations[i].reasons,
-                thin_file=explanations[i].thin_file,
+                probability_of_default=probability,
+                score=points_of_row,
+                grade=letter,
+                reasons=explanation.reasons,
+                thin_file=explanation.thin_file,
                 model_version=self.version,
             )
-            for i in range(rows.shape[0])
+            for probability, points_of_row, letter, explanation in zip(
+                pd.tolist(), points.tolist(), letters, explanations, strict=True
+            )
         ]

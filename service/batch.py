@@ -79,7 +79,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -102,8 +102,8 @@ from service.batch_chunks import (
     ChunkJob,
     ChunkWork,
     DecidedChunk,
+    WorkerPool,
     finish_decisions,
-    process_decisions,
 )
 from service.batch_output import OUTPUT_SCHEMA
 from service.subject_lists import read_subject_list
@@ -247,6 +247,26 @@ def _run_batch(
         _check_table(settings, job.out, job.table, checkpoint_path)
     started = time.perf_counter()
     model = RiskModel.load(settings.data_dir, compiled=False)
+    # The local engine's workers start now: their start overlaps the feature build.
+    pool = None
+    if job.engine == "local":
+        pool = WorkerPool(str(settings.data_dir.resolve()), model.version, job.workers)
+    with pool or nullcontext():
+        return _scored(settings, job, model, pool, started, progress, total)
+
+
+def _scored(
+    settings: Settings,
+    job: BatchJob,
+    model: RiskModel,
+    pool: WorkerPool | None,
+    started: float,
+    progress: Progress | None,
+    total: Progress | None,
+) -> BatchResult:
+    base = _output_base(job)
+    parts = base.with_name(base.name + ".parts")
+    checkpoint_path = parts / CHECKPOINT
     keys, lines, rejects = _subjects(settings, job)
     credit_reads = SharedCreditReads()  # the features' and the warning rules' one read
     with open_store(settings, read_only=True) as store:
@@ -339,7 +359,7 @@ def _run_batch(
             parts,
             checkpoint,
             progress,
-            _decider(settings, job, model, chunk_job, parts),
+            _decider(settings, job, model, chunk_job, parts, pool),
         )
     finally:
         log.close()
@@ -380,10 +400,15 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _decider(
-    settings: Settings, job: BatchJob, model: RiskModel, chunk_job: ChunkJob, parts: Path
+    settings: Settings,
+    job: BatchJob,
+    model: RiskModel,
+    chunk_job: ChunkJob,
+    parts: Path,
+    pool: WorkerPool | None,
 ) -> Decider:
-    if job.engine == "local":
-        return lambda works: process_decisions(chunk_job, works, job.workers)
+    if pool is not None:
+        return lambda works: pool.decisions(chunk_job, works)
 
     def on_dask(works: Sequence[ChunkWork]) -> Generator[DecidedChunk]:
         from service.batch_dask import dask_decisions  # dask only when asked for

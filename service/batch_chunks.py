@@ -48,9 +48,9 @@ __all__ = [
     "ChunkJob",
     "ChunkWork",
     "DecidedChunk",
+    "WorkerPool",
     "decide_chunk",
     "finish_decisions",
-    "process_decisions",
     "worker_model",
 ]
 
@@ -199,35 +199,55 @@ def _start_worker(parent: int, data_dir: str, version: str, threads: int) -> Non
     worker_model(data_dir, version, threads)  # loaded while the driver still prepares
 
 
-def process_decisions(
-    job: ChunkJob, works: Sequence[ChunkWork], workers: int | None = None
-) -> Generator[DecidedChunk]:
-    """Each chunk decided and finished in a pool of ``workers`` spawned processes (default:
-    one per core), in chunk order, a few chunks ahead of the caller; a generator that
-    stops its workers when it is closed. The pool starts at the first ``next``."""
-    if not works:
-        return
-    cores = os.cpu_count() or 1
-    count = max(1, min(workers or cores, len(works)))
-    threads = max(1, cores // count)  # LightGBM's threads in each worker
-    pool = ProcessPoolExecutor(
-        max_workers=count,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker,
-        initargs=(os.getpid(), job.data_dir, job.model_version, threads),
-    )
-    queued = iter(works)
-    ahead: deque[Future[DecidedChunk]] = deque()
-    try:
-        for work in queued:  # two per worker in flight: none idles while the driver logs
-            ahead.append(pool.submit(decide_chunk, job, work, threads))
-            if len(ahead) >= 2 * count:
-                break
-        while ahead:
-            chunk = ahead.popleft().result()
-            following = next(queued, None)
-            if following is not None:
-                ahead.append(pool.submit(decide_chunk, job, following, threads))
-            yield chunk
-    finally:  # closed early (an interruption): what is queued is dropped
-        pool.shutdown(wait=True, cancel_futures=True)
+def _started() -> None:
+    """A task that only makes the pool start a worker (its initializer does the work)."""
+
+
+class WorkerPool:
+    """The local engine's ``workers`` spawned processes (default: one per core), each with
+    the registered model ``version`` loaded. They start when the pool is made, so that
+    their start (~2 s of imports and the model's load) overlaps the driver's feature
+    build instead of delaying the first chunk. Closing the pool stops them."""
+
+    def __init__(self, data_dir: str, version: str, workers: int | None = None) -> None:
+        cores = os.cpu_count() or 1
+        self.count = max(1, workers or cores)
+        self.threads = max(1, cores // self.count)  # LightGBM's threads in each worker
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.count,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(os.getpid(), data_dir, version, self.threads),
+        )
+        for _ in range(self.count):  # the pool spawns a worker per task while none idles
+            self._pool.submit(_started)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def decisions(self, job: ChunkJob, works: Sequence[ChunkWork]) -> Generator[DecidedChunk]:
+        """Each chunk decided and finished by the workers, in chunk order, two per worker
+        in flight (none idles while the caller logs); closed early (an interruption), the
+        queued ones are dropped."""
+        queued = iter(works)
+        ahead: deque[Future[DecidedChunk]] = deque()
+        try:
+            for work in queued:
+                ahead.append(self._pool.submit(decide_chunk, job, work, self.threads))
+                if len(ahead) >= 2 * self.count:
+                    break
+            while ahead:
+                chunk = ahead.popleft().result()
+                following = next(queued, None)
+                if following is not None:
+                    ahead.append(self._pool.submit(decide_chunk, job, following, self.threads))
+                yield chunk
+        finally:
+            for future in ahead:
+                future.cancel()
