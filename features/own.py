@@ -256,7 +256,10 @@ def _rate_spread(by_account: pl.DataFrame) -> pl.Series:
     principal = loans["principal"].fill_null(1.0).to_numpy()
     instalment = loans["instalment"].fill_null(1.0).to_numpy()
     term = loans["months"].fill_null(1).clip(1, 1200).to_numpy().astype(np.int64)
-    rate = implied_annual_rate(principal, instalment, term)
+    # Solved only where it is used (each element's result is its own: see _power).
+    rate = np.zeros_like(principal)
+    rows = np.flatnonzero(usable)
+    rate[rows] = implied_annual_rate(principal[rows], instalment[rows], term[rows])
     reference = loans["reference_bp"].fill_null(0).to_numpy() * 100
     micro = pl.Series(np.rint(rate * 1e6).astype(np.int64) - reference)
     return pl.select(pl.when(pl.Series(usable)).then(micro).alias("rate_spread_micro")).to_series()
