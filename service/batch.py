@@ -247,18 +247,24 @@ def _run_batch(
         _check_table(settings, job.out, job.table, checkpoint_path)
     started = time.perf_counter()
     model = RiskModel.load(settings.data_dir, compiled=False)
-    # The local engine's workers start now: their start overlaps the feature build.
+    subjects = _subjects(settings, job)
+    # The local engine's workers start now: their start overlaps the feature build. A
+    # short subject list needs no more of them than it has chunks.
     pool = None
     if job.engine == "local":
-        pool = WorkerPool(str(settings.data_dir.resolve()), model.version, job.workers)
+        workers = job.workers or os.cpu_count() or 1
+        if subjects[0] is not None:
+            workers = max(1, min(workers, -(-len(subjects[0]) // job.chunk_rows)))
+        pool = WorkerPool(str(settings.data_dir.resolve()), model.version, workers)
     with pool or nullcontext():
-        return _scored(settings, job, model, pool, started, progress, total)
+        return _scored(settings, job, model, subjects, pool, started, progress, total)
 
 
 def _scored(
     settings: Settings,
     job: BatchJob,
     model: RiskModel,
+    subjects: tuple[list[str] | None, list[int], list[Reject]],
     pool: WorkerPool | None,
     started: float,
     progress: Progress | None,
@@ -267,7 +273,7 @@ def _scored(
     base = _output_base(job)
     parts = base.with_name(base.name + ".parts")
     checkpoint_path = parts / CHECKPOINT
-    keys, lines, rejects = _subjects(settings, job)
+    keys, lines, rejects = subjects
     credit_reads = SharedCreditReads()  # the features' and the warning rules' one read
     with open_store(settings, read_only=True) as store:
         frame = build(
