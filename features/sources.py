@@ -136,12 +136,25 @@ SELECT a.account_no, l.period,
        CAST(l.v.overdue_amount * 100 AS BIGINT) AS overdue_amount_cents,
        l.v.status AS status
 FROM (
-    SELECT source, account_id, period,
-           arg_max(struct_pack(balance, amount_due, amount_paid, overdue_days,
-                               overdue_amount, status), reported_at) AS v
-    FROM repayment
-    WHERE reported_at < $cutoff
-      AND ($all OR account_id IN (SELECT unnest($account_ids)))
+    -- The newest version of each month. Few months are ever restated, so only those go
+    -- through arg_max; the rest are taken as they are (the GROUP BY of every month with
+    -- its payload took 7-11 s of a 1M job's read, this 5-6 s).
+    WITH visible AS (
+        SELECT source, account_id, period, reported_at,
+               struct_pack(balance, amount_due, amount_paid, overdue_days,
+                           overdue_amount, status) AS v
+        FROM repayment
+        WHERE reported_at < $cutoff
+          AND ($all OR account_id IN (SELECT unnest($account_ids)))
+    ), restated AS (
+        SELECT source, account_id, period FROM visible
+        GROUP BY source, account_id, period HAVING count(*) > 1
+    )
+    SELECT source, account_id, period, v
+    FROM visible ANTI JOIN restated USING (source, account_id, period)
+    UNION ALL
+    SELECT source, account_id, period, arg_max(v, reported_at)
+    FROM visible SEMI JOIN restated USING (source, account_id, period)
     GROUP BY source, account_id, period
 ) l
 JOIN _accounts_read a USING (source, account_id)

@@ -383,6 +383,29 @@ def test_exact_values_for_a_known_history(tmp_path: Path) -> None:
             ],
         )
         row = build(store, date(2026, 1, 10)).row(0, named=True)
+        # The reporter restates November 2025 (95 days late, not 65) on 2026-01-05: a build
+        # as of a later date takes the newer version, one as of an earlier date the older,
+        # and the month counts once either way.
+        restatement = {
+            "account_id": "C1",
+            "period": date(2025, 11, 1),
+            "balance": 4000.0,
+            "amount_due": 400.0,
+            "amount_paid": 0.0,
+            "overdue_days": 95,
+            "overdue_amount": 800.0,
+            "status": "overdue",
+            "source": "P0001",
+            "reported_at": datetime(2026, 1, 5, 12),
+        }
+        add(store, "repayment", [restatement])
+        restated = build(store, date(2026, 1, 10)).row(0, named=True)
+        earlier = build(store, date(2026, 1, 4)).row(0, named=True)
+    assert restated["rep_worst_overdue_days_12m"] == 95
+    assert restated["rep_months_90plus_3m"] == 1 and row["rep_months_90plus_3m"] == 0
+    assert restated["rep_months_reported"] == row["rep_months_reported"] == 12
+    assert earlier["rep_worst_overdue_days_12m"] == 65
+    assert earlier["rep_months_reported"] == 11  # December is reported on 2026-01-10
     assert row["rep_current_overdue_days"] == 0
     assert row["rep_worst_overdue_days_12m"] == 65
     assert row["rep_months_30plus_3m"] == 2  # Oct-Dec 2025: the 3 complete months before as-of
