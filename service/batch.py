@@ -240,11 +240,8 @@ def _run_batch(
         raise BatchError(f"table: {problem}")
     if problem := store_conflict(settings, job.out):
         raise BatchError(problem)
-    base = _output_base(job)
-    parts = base.with_name(base.name + ".parts")
-    checkpoint_path = parts / CHECKPOINT
     if job.table is not None:  # before any work: never end a long job on someone's table
-        _check_table(settings, job.out, job.table, checkpoint_path)
+        _check_table(settings, job.out, job.table, _parts_dir(job) / CHECKPOINT)
     started = time.perf_counter()
     model = RiskModel.load(settings.data_dir, compiled=False)
     subjects = _subjects(settings, job)
@@ -252,10 +249,8 @@ def _run_batch(
     # short subject list needs no more of them than it has chunks.
     pool = None
     if job.engine == "local":
-        workers = job.workers or os.cpu_count() or 1
-        if subjects[0] is not None:
-            workers = max(1, min(workers, -(-len(subjects[0]) // job.chunk_rows)))
-        pool = WorkerPool(str(settings.data_dir.resolve()), model.version, workers)
+        chunks = None if subjects[0] is None else -(-len(subjects[0]) // job.chunk_rows)
+        pool = WorkerPool(str(settings.data_dir.resolve()), model.version, job.workers, chunks)
     with pool or nullcontext():
         return _scored(settings, job, model, subjects, pool, started, progress, total)
 
@@ -271,7 +266,7 @@ def _scored(
     total: Progress | None,
 ) -> BatchResult:
     base = _output_base(job)
-    parts = base.with_name(base.name + ".parts")
+    parts = _parts_dir(job)
     checkpoint_path = parts / CHECKPOINT
     keys, lines, rejects = subjects
     credit_reads = SharedCreditReads()  # the features' and the warning rules' one read
@@ -456,15 +451,13 @@ def _chunk_works(
     )
     empty = warnings.clear()
     works = []
-    for index, start in enumerate(range(0, frame.height, chunk_rows)):
-        if index < first:
-            continue
+    for start in range(first * chunk_rows, frame.height, chunk_rows):
         rows = frame.slice(start, chunk_rows)
         works.append(
             ChunkWork(
-                number=index,
+                number=start // chunk_rows,
                 features=rows,
-                warnings=by_chunk.get((index,), empty),
+                warnings=by_chunk.get((start // chunk_rows,), empty),
                 people={key: people[key] for key in rows[KEY].to_list() if key in people},
             )
         )
@@ -600,6 +593,11 @@ def store_conflict(settings: Settings, out: Path) -> str | None:
             f"{out} is the service's records store ({store}), which the job reads; write elsewhere"
         )
     return None
+
+
+def _parts_dir(job: BatchJob) -> Path:
+    base = _output_base(job)
+    return base.with_name(base.name + ".parts")
 
 
 def _output_base(job: BatchJob) -> Path:

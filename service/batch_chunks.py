@@ -129,16 +129,22 @@ def _groups(
 
 
 def finish_decisions(
-    job: ChunkJob, model: RiskModel, work: ChunkWork, decisions: Sequence[Decision]
+    job: ChunkJob,
+    model: RiskModel,
+    work: ChunkWork,
+    decisions: Sequence[Decision] | None = None,
 ) -> DecidedChunk:
-    """A chunk's decisions (with reasons, one per feature row) made into its ids, log
-    entries and output rows."""
+    """A chunk's decisions (with reasons, one per feature row; None: decided here, from the
+    same feature matrix) made into its ids, log entries and output rows."""
     features = work.features
+    matrix = feature_matrix(features)
+    if decisions is None:
+        decisions = model.decide_batch(matrix, explain=True)
     decided = subject_decisions(
         job.as_of,
         features[TYPE].to_list(),
         features[KEY].to_list(),
-        feature_matrix(features),
+        matrix,
         decisions,
         flags_from_frame(work.warnings),
         explained=True,
@@ -181,10 +187,7 @@ def decide_chunk(job: ChunkJob, work: ChunkWork, threads: int = 1) -> DecidedChu
     """Decide a chunk (TreeSHAP reasons included) and finish it: a worker's task."""
     if os.environ.get(CRASH_ENV) == f"worker:{work.number}":
         os.kill(os.getpid(), signal.SIGKILL)  # a worker killed (the OOM killer, say)
-    model = worker_model(job.data_dir, job.model_version, threads)
-    return finish_decisions(
-        job, model, work, model.decide_batch(feature_matrix(work.features), explain=True)
-    )
+    return finish_decisions(job, worker_model(job.data_dir, job.model_version, threads), work)
 
 
 def _orphan_watch(parent: int) -> None:
@@ -207,11 +210,14 @@ class WorkerPool:
     """The local engine's ``workers`` spawned processes (default: one per core), each with
     the registered model ``version`` loaded. They start when the pool is made, so that
     their start (~2 s of imports and the model's load) overlaps the driver's feature
-    build instead of delaying the first chunk. Closing the pool stops them."""
+    build instead of delaying the first chunk; ``at_most``: no more than a job has chunks.
+    Closing the pool stops them."""
 
-    def __init__(self, data_dir: str, version: str, workers: int | None = None) -> None:
+    def __init__(
+        self, data_dir: str, version: str, workers: int | None = None, at_most: int | None = None
+    ) -> None:
         cores = os.cpu_count() or 1
-        self.count = max(1, workers or cores)
+        self.count = max(1, min(workers or cores, at_most or cores))
         self.threads = max(1, cores // self.count)  # LightGBM's threads in each worker
         self._pool = ProcessPoolExecutor(
             max_workers=self.count,

@@ -332,6 +332,14 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+def _assert_none_left(marker: str) -> None:
+    """No process carrying ``marker`` in its environment is left (within 10 s)."""
+    deadline = time.monotonic() + 10
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_with(marker)
+
+
 @pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning")  # in dask's reader
 def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     service_data: ServiceData, tmp_path: Path
@@ -376,10 +384,7 @@ def test_a_job_killed_on_any_engine_resumes_on_any_engine(
     assert verify_log(settings.audit_log_path).ok
     # The killed drivers' worker processes (LocalCluster's, the local engine's) did not
     # outlive them.
-    deadline = time.monotonic() + 10
-    while _processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _processes_with(marker)
+    _assert_none_left(marker)
 
 
 def test_a_dead_worker_or_ctrl_c_stops_the_local_engine_and_the_job_resumes(
@@ -416,10 +421,7 @@ def test_a_dead_worker_or_ctrl_c_stops_the_local_engine_and_the_job_resumes(
     entries = _log_entries(settings)
     assert [e["decision_id"] for e in entries] == table["decision_id"].to_list()
     assert verify_log(settings.audit_log_path).ok
-    deadline = time.monotonic() + 10
-    while _processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _processes_with(marker)
+    _assert_none_left(marker)
 
 
 # -- DuckDB table output ------------------------------------------------------------------
