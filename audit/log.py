@@ -160,13 +160,17 @@ class _Request:
     # the lock itself, so a commit wakes exactly its own waiters, in C (a Condition's
     # notify_all woke every waiting call thread for each group commit).
     finished: Any = field(default_factory=threading.Lock)
+    callbacks: list[Callable[[], None]] | None = None
 
     def __post_init__(self) -> None:
         self.finished.acquire()
 
-    def finish(self) -> None:
+    def finish(self) -> list[Callable[[], None]]:
+        """Mark done (under the log's lock); the callbacks to run once it is released."""
         self.done = True
         self.finished.release()
+        callbacks, self.callbacks = self.callbacks, None
+        return callbacks or []
 
 
 class PendingAppend:
@@ -183,6 +187,18 @@ class PendingAppend:
     def result(self) -> Receipt:
         """Wait until the entry is durable; its receipt (or the write's error)."""
         return self._log._wait([self._request])[0]
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the entry is durable or its write failed: at once on
+        this thread if it already is, else on the log's writer thread (so it must be
+        quick and must not raise; an event loop's ``call_soon_threadsafe`` is)."""
+        with self._log._lock:
+            if not self._request.done:
+                if self._request.callbacks is None:
+                    self._request.callbacks = []
+                self._request.callbacks.append(callback)
+                return
+        callback()
 
 
 class DecisionLog:
@@ -252,8 +268,9 @@ class DecisionLog:
 
     def submit(self, entry: Mapping[str, Any] | CanonicalBody) -> PendingAppend:
         """Queue one entry and return at once; :meth:`PendingAppend.result` waits until it
-        is durable. For a caller with many decisions in flight (a stream), so that they
-        share group commits instead of each waiting for its own."""
+        is durable (or :meth:`PendingAppend.add_done_callback` says so). For a caller with
+        many decisions in flight (a stream, an event loop), so that they share group
+        commits instead of each waiting for its own."""
         request = _Request([_body_bytes(entry)])
         self._enqueue([request])
         return PendingAppend(self, request)
@@ -315,20 +332,26 @@ class DecisionLog:
                 except BaseException as exc:  # the files' state is unknown now
                     logger.exception("decision log %s: write failed", self._directory)
                     failure = exc
+            callbacks: list[Callable[[], None]] = []
             with self._lock:
                 if failure is not None:
                     self._failure = failure
                     for request in batch:
                         request.error = failure
-                        request.finish()
+                        callbacks.extend(request.finish())
                 else:
                     for request, got in zip(batch, receipts, strict=True):
                         request.receipts = got
-                        request.finish()
+                        callbacks.extend(request.finish())
                     self._committed = self._next_sequence
                     self._entries += count
                     self._batches += 1
                     self._largest = max(self._largest, count)
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # a waiter's fault must not stop the log
+                    logger.exception("decision log %s: a done callback failed", self._directory)
             if failure is None:
                 try:
                     self._write_head(durable=False)

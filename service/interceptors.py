@@ -11,20 +11,25 @@
    bytes, invalid UTF-8 in a string field) into ``INVALID_ARGUMENT``: grpc would answer
    ``INTERNAL`` for a request its deserializer cannot read, before any interceptor runs.
 
-grpc runs ``intercept_service`` on its polling thread, so each interceptor only wraps the
-method handler there; the work happens in the wrapped behaviour, on the worker thread that
-runs the call. The call's :class:`CallInfo` lives in a context variable for that thread
-(a response-streaming behaviour is iterated on the same thread).
+The server is grpc's asyncio server (:mod:`service.server`). grpc awaits
+``intercept_service`` on the event loop for every call, so each interceptor only wraps the
+method handler there (once per method); the work happens in the wrapped behaviour, where
+the behaviour runs: on the event loop for Score and ScoreStream (coroutines), on grpc's
+thread pool for the other methods (plain functions; a response stream is iterated on one
+thread). The call's :class:`CallInfo` lives in a context variable of the call's task or
+thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +71,7 @@ class CallInfo:
     started: float
     client: Client | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None  # the status code name, once a problem set it
 
 
 _CALL: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("call", default=None)
@@ -113,7 +119,7 @@ def policy_of(method: str) -> MethodPolicy | None:
     return policy
 
 
-Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+Behaviour = Callable[[Any, Any], Any]
 # A method handler's behaviour attribute, how to rebuild such a handler, and whether its
 # responses stream (then the wrapper must wrap the iteration, not the call).
 _HANDLER_KINDS: tuple[tuple[str, Callable[..., Any], bool], ...] = (
@@ -124,19 +130,33 @@ _HANDLER_KINDS: tuple[tuple[str, Callable[..., Any], bool], ...] = (
 )
 
 
-class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Wraps each method handler's behaviour with :meth:`around`."""
+class _Ending(Exception):  # noqa: N818 - not an error: a status on its way out
+    """A status for the outermost interceptor to end the call with."""
+
+    def __init__(self, status: grpc.Status) -> None:
+        super().__init__("the call ends with a status")  # never the status' text
+        self.status = status
+
+
+class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps each method handler's behaviour between :meth:`enter` and :meth:`leave`.
+
+    A behaviour is either a coroutine (or async generator) run on the event loop, or a
+    plain function (or generator) that grpc runs on its thread pool; the wrapper is of the
+    same kind, so the hooks run where the behaviour runs."""
+
+    ends_calls = False  # the outermost interceptor sends the status (see _ending)
 
     def __init__(self) -> None:
         self._wrapped: dict[str, tuple[Any, Any]] = {}  # method -> (handler, wrapped)
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    async def intercept_service(
+        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
     ) -> Any:
-        handler = continuation(details)
+        handler = await continuation(details)
         if handler is None or not self.applies(details.method):
             return handler
-        # Runs on grpc's polling thread for every call: wrap each method's handler once.
+        # Runs on the event loop for every call: wrap each method's handler once.
         cached = self._wrapped.get(details.method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -148,14 +168,96 @@ class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         for kind, make, streams_out in _HANDLER_KINDS:
             inner = getattr(handler, kind)
             if inner:
+                asynchronous = inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(
+                    inner
+                )
+                wrap = {
+                    (False, False): self._unary,
+                    (False, True): self._stream,
+                    (True, False): self._async_unary,
+                    (True, True): self._async_stream,
+                }[asynchronous, streams_out]
                 return make(
-                    lambda request, context, inner=inner, streams_out=streams_out: self.around(
-                        method, inner, request, context, streams_out
-                    ),
+                    wrap(method, inner),
                     self.deserializer(handler.request_deserializer),
                     handler.response_serializer,
                 )
         raise ValueError(f"{method}: a method handler without a behaviour")
+
+    def _unary(self, method: str, inner: Behaviour) -> Behaviour:
+        def behaviour(request: Any, context: Any) -> Any:
+            request, token = self.enter(method, request, context)
+            try:
+                response = inner(request, context)
+            except BaseException as err:
+                status = self._ending(token, err)
+                if status is None:
+                    raise
+                context.abort(status.code, status.details, status.trailing_metadata)
+                raise _Ending(status) from None  # not reached: abort raised
+            self.leave(token, None)
+            return response
+
+        return behaviour
+
+    def _stream(self, method: str, inner: Behaviour) -> Behaviour:
+        def behaviour(request: Any, context: Any) -> Iterator[Any]:
+            request, token = self.enter(method, request, context)
+            try:
+                yield from inner(request, context)
+            except BaseException as err:
+                status = self._ending(token, err)
+                if status is None:
+                    raise
+                context.abort(status.code, status.details, status.trailing_metadata)
+                raise _Ending(status) from None  # not reached: abort raised
+            self.leave(token, None)
+
+        return behaviour
+
+    def _async_unary(self, method: str, inner: Behaviour) -> Behaviour:
+        async def behaviour(request: Any, context: Any) -> Any:
+            request, token = self.enter(method, request, context)
+            try:
+                response = await inner(request, context)
+            except BaseException as err:
+                status = self._ending(token, err)
+                if status is None:
+                    raise
+                await context.abort(status.code, status.details, status.trailing_metadata)
+                raise _Ending(status) from None  # not reached: abort raised
+            self.leave(token, None)
+            return response
+
+        return behaviour
+
+    def _async_stream(self, method: str, inner: Behaviour) -> Behaviour:
+        async def behaviour(request: Any, context: Any) -> AsyncIterator[Any]:
+            request, token = self.enter(method, request, context)
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except BaseException as err:
+                status = self._ending(token, err)
+                if status is None:
+                    raise
+                await context.abort(status.code, status.details, status.trailing_metadata)
+                raise _Ending(status) from None  # not reached: abort raised
+            self.leave(token, None)
+
+        return behaviour
+
+    def _ending(self, token: Any, error: BaseException) -> grpc.Status | None:
+        """After :meth:`leave`: the status to send now (only the interceptor that ends
+        calls sends one, after every other has seen the error: grpc's abort sends the
+        status at once, and the client must not have its answer before the call is
+        logged); raises :class:`_Ending` to carry a status outwards."""
+        status = self.leave(token, error)
+        if status is None and isinstance(error, _Ending):
+            status = error.status
+        if status is not None and not self.ends_calls:
+            raise _Ending(status) from None
+        return status
 
     def applies(self, method: str) -> bool:
         return True
@@ -164,15 +266,15 @@ class _WrappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         """The request deserializer of the wrapped handler (by default the same)."""
         return given
 
-    def around(
-        self,
-        method: str,
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-        streams_out: bool,
-    ) -> Any:
-        raise NotImplementedError
+    def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
+        """Before the behaviour: the request to pass on, and a token for :meth:`leave`.
+        Raising here ends the call (the interceptors outside see the error)."""
+        return request, None
+
+    def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
+        """After the behaviour (``error``: what it raised, or None); a status to end the
+        call with instead of ``error``, or None to let it pass."""
+        return None
 
 
 class CallMetrics:
@@ -219,7 +321,7 @@ class CallMetrics:
         )
 
 
-def _request_id(request: Any, context: grpc.ServicerContext) -> str:
+def _request_id(request: Any, context: Any) -> str:
     value = getattr(request, "request_id", "") if hasattr(request, "DESCRIPTOR") else ""
     if not value:
         for key, item in context.invocation_metadata() or ():
@@ -231,65 +333,33 @@ def _request_id(request: Any, context: grpc.ServicerContext) -> str:
     return str(value)
 
 
-def _code_name(context: grpc.ServicerContext, error: BaseException | None) -> str:
-    code = context.code() if hasattr(context, "code") else None
-    if code is None:
-        return "UNKNOWN" if error is not None else "OK"
-    return str(code.name)
+_ENDED_BY_CLIENT = (GeneratorExit, asyncio.CancelledError)
 
 
 class ObservabilityInterceptor(_WrappingInterceptor):
+    """Outermost: logs and counts the call, then sends a problem's status."""
+
+    ends_calls = True
+
     def __init__(self, metrics: CallMetrics) -> None:
         super().__init__()
         self.metrics = metrics
         self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
-    def around(
-        self,
-        method: str,
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-        streams_out: bool,
-    ) -> Any:
+    def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
         call = CallInfo(method, _request_id(request, context), time.perf_counter())
-        token = _CALL.set(call)
-        if streams_out:
-            _CALL.reset(token)
-            return self._stream(call, behaviour, request, context)
-        error: BaseException | None = None
-        try:
-            return behaviour(request, context)
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            _CALL.reset(token)
-            self._finish(call, context, error)
+        return request, (call, _CALL.set(call))
 
-    def _stream(
-        self,
-        call: CallInfo,
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-    ) -> Iterator[Any]:
-        error: BaseException | None = None
-        token = _CALL.set(call)
-        try:
-            yield from behaviour(request, context)
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            _CALL.reset(token)
-            self._finish(call, context, error)
-
-    def _finish(
-        self, call: CallInfo, context: grpc.ServicerContext, error: BaseException | None
-    ) -> None:
+    def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
+        call, context_token = token
+        _CALL.reset(context_token)
         elapsed = time.perf_counter() - call.started
-        code = "CANCELLED" if isinstance(error, GeneratorExit) else _code_name(context, error)
+        code = call.code
+        if code is None:
+            if error is None:
+                code = "OK"
+            else:
+                code = "CANCELLED" if isinstance(error, _ENDED_BY_CLIENT) else "UNKNOWN"
         series = self._series.get((call.method, code))
         if series is None:  # label lookups cost more than the update: keep the children
             method = call.method.rsplit("/", 1)[-1]
@@ -313,49 +383,30 @@ class ObservabilityInterceptor(_WrappingInterceptor):
                 }
             },
         )
-
-
-def _abort(context: grpc.ServicerContext, error: BaseException) -> None:
-    call = _CALL.get()
-    request_id = call.request_id if call else ""
-    failure = failure_of(error)
-    if not isinstance(error, RequestProblem):
-        _log.error(
-            "internal error in %s (request %s)",
-            call.method if call else "?",
-            request_id,
-            exc_info=error,
-        )
-    context.abort_with_status(grpc_status(failure, request_id))
+        return None
 
 
 class ErrorInterceptor(_WrappingInterceptor):
-    def around(
-        self,
-        method: str,
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-        streams_out: bool,
-    ) -> Any:
-        if streams_out:
-            return self._stream(behaviour, request, context)
-        try:
-            return behaviour(request, context)
-        except Exception as err:
-            if context.code() is not None:  # already ended with a status on purpose
-                raise
-            _abort(context, err)
+    """Any problem raised further in becomes the call's status (an unexpected exception:
+    ``INTERNAL``, logged with the request id)."""
 
-    def _stream(
-        self, behaviour: Behaviour, request: Any, context: grpc.ServicerContext
-    ) -> Iterator[Any]:
-        try:
-            yield from behaviour(request, context)
-        except Exception as err:
-            if context.code() is not None:
-                raise
-            _abort(context, err)
+    def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
+        if not isinstance(error, Exception) or isinstance(error, grpc.aio.AbortError | _Ending):
+            return None  # success, a client that went away, or a status already set
+        call = _CALL.get()
+        request_id = call.request_id if call else ""
+        failure = failure_of(error)
+        if not isinstance(error, RequestProblem):
+            _log.error(
+                "internal error in %s (request %s)",
+                call.method if call else "?",
+                request_id,
+                exc_info=error,
+            )
+        if call is not None:
+            call.code = failure.code.name
+        status: grpc.Status = grpc_status(failure, request_id)
+        return status
 
 
 class AuthInterceptor(_WrappingInterceptor):
@@ -367,7 +418,7 @@ class AuthInterceptor(_WrappingInterceptor):
     def applies(self, method: str) -> bool:
         return policy_of(method) is not None
 
-    def authenticate(self, context: grpc.ServicerContext) -> Client:
+    def authenticate(self, context: Any) -> Client:
         header = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
@@ -383,14 +434,7 @@ class AuthInterceptor(_WrappingInterceptor):
             raise Unauthenticated("the API key is not valid (unknown or revoked)")
         return client
 
-    def around(
-        self,
-        method: str,
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-        streams_out: bool,
-    ) -> Any:
+    def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
         policy = policy_of(method)
         assert policy is not None
         client = self.authenticate(context)
@@ -405,7 +449,7 @@ class AuthInterceptor(_WrappingInterceptor):
             )
         if policy.per_call_quota:
             self.quotas.take(client)
-        return behaviour(request, context)
+        return request, None
 
 
 @dataclass(frozen=True)
@@ -436,19 +480,14 @@ class DecodeInterceptor(_WrappingInterceptor):
 
         return lenient
 
-    def around(
-        self,
-        method: str,
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-        streams_out: bool,
-    ) -> Any:
+    def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
         if isinstance(request, MalformedRequest):
             _malformed(request)
-        if not isinstance(request, Message):  # a client stream: check each as it comes
-            request = _decoded(request)
-        return behaviour(request, context)
+        if isinstance(request, AsyncIterator):  # a client stream: check each as it comes
+            return _decoded_async(request), None
+        if not isinstance(request, Message):
+            return _decoded(request), None
+        return request, None
 
 
 def _malformed(request: MalformedRequest, index: int | None = None) -> None:
@@ -463,3 +502,12 @@ def _decoded(requests: Iterator[Any]) -> Iterator[Any]:
         if isinstance(request, MalformedRequest):
             _malformed(request, index)
         yield request
+
+
+async def _decoded_async(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    index = 0
+    async for request in requests:
+        if isinstance(request, MalformedRequest):
+            _malformed(request, index)
+        yield request
+        index += 1

@@ -8,7 +8,7 @@ and time, remembers it for idempotent retries and records the query as a credit 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Protocol
@@ -44,6 +44,8 @@ class PendingRecord(Protocol):
     def done(self) -> bool: ...
 
     def result(self) -> object: ...
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None: ...
 
 
 class DecisionRecorder(Protocol):

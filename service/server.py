@@ -1,8 +1,13 @@
 """Server wiring: the runtime behind the servicers, and the gRPC server around them.
 
-The server flavour is grpc's synchronous server on a thread pool: on this machine it
-answered more calls per second than the asyncio server, both bare and with the real Score
-handler (``benchmarks/bench_online.py``, figures in ``benchmarks/README.md``).
+The server flavour is grpc's asyncio server (``benchmarks/bench_online.py``, figures in
+``benchmarks/README.md``): bare, the synchronous thread-pool server answers more calls, but
+every decision waits for its decision-log entry to be durable, and on the event loop that
+wait holds no thread; on the thread pool each waiting call held one, and the threads'
+GIL and futex hand-overs cost more than the calls. Score and ScoreStream are coroutines on
+the loop; the other methods are plain functions that grpc runs on its thread pool. The
+loop runs on a thread of its own, so this class keeps a synchronous face (``start``,
+``stop``, ``wait``) for the CLI and the tests.
 
 Start-up order: the port opens at once with the standard health service saying
 ``NOT_SERVING`` (and CreditRisk calls answering ``UNAVAILABLE``); the model is verified and
@@ -14,14 +19,16 @@ inquiries and closes the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -39,6 +46,7 @@ from records.runtime import make_ingestor, make_pseudonymiser, open_store
 from records.store import RecordStore
 from service.alerts import AlertLog
 from service.audit_servicer import AuditServicer
+from service.blocking import BlockingMethodsInterceptor
 from service.clients import ClientRegistry
 from service.idempotency import IdempotencyCache
 from service.inquiries import InquiryRecorder
@@ -63,6 +71,7 @@ __all__ = ["CreditRiskServer", "ServiceRuntime", "load_runtime"]
 
 _log = logging.getLogger("creditrisk.server")
 SERVICE_NAME = "creditrisk.v1.CreditRisk"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -221,39 +230,15 @@ class CreditRiskServer:
         self.clients = ClientRegistry(settings.clients_path)
         self.quotas = QuotaBook()
         self.registry = ModelRegistry(settings.data_dir)
-        self.health = health.HealthServicer(
-            experimental_thread_pool=ThreadPoolExecutor(max_workers=1)
-        )
+        self.health = health.aio.HealthServicer()
         self.servicer = CreditRiskServicer(
             self.quotas,
             self.metrics,
             self.registry,
             max_stream_items=server_settings.max_stream_items,
         )
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_receive_message_length", server_settings.max_message_bytes),
-            ("grpc.max_send_message_length", server_settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ]
-        # Each open WatchAlerts stream holds a thread: they get their own share of the pool.
-        threads = server_settings.workers + settings.monitoring.max_watch_streams
-        self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-call"),
-            interceptors=[
-                ObservabilityInterceptor(self.metrics),
-                ErrorInterceptor(),
-                AuthInterceptor(self.clients, self.quotas),
-                DecodeInterceptor(),
-            ],
-            options=options,
-            maximum_concurrent_rpcs=None,
-        )
-        register(self.servicer, self._server)
         self.records = RecordsServicer(
             self.quotas, max_stream_items=server_settings.max_stream_items
-        )
-        records_pb2_grpc.add_RecordsServicer_to_server(  # type: ignore[no-untyped-call]
-            self.records, self._server
         )
         self.audit = AuditServicer(
             settings.data_dir,
@@ -262,10 +247,68 @@ class CreditRiskServer:
             log_directory=settings.audit_log_path,
             fairness_by_gender=settings.audit.fairness_by_gender,
         )
-        audit_pb2_grpc.add_AuditServicer_to_server(  # type: ignore[no-untyped-call]
-            self.audit, self._server
+        self.runtime: ServiceRuntime | None = None
+        self.metrics_port: int | None = None
+        self._metrics_httpd: Any = None
+        self._stopped = threading.Event()
+        self._terminated = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="grpc-event-loop", daemon=True
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self._loop_thread.start()
+        try:
+            self._server, self.port = self._on_loop(self._build())
+        except BaseException:
+            self._close_loop()
+            raise
+        self.tls = server_credentials(settings) is not None
+        if not self.tls and server_settings.host not in ("127.0.0.1", "localhost", "::1"):
+            _log.warning(
+                "serving without TLS on %s:%s: API keys and answers cross the network in "
+                "clear; set server.tls.cert_file and key_file",
+                server_settings.host,
+                self.port,
+            )
+
+    def _on_loop(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``work`` on the server's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    async def _build(self) -> tuple[grpc.aio.Server, int]:
+        """The server and its port (made on the loop: grpc binds an asyncio server to the
+        loop it is made on)."""
+        settings = self.settings
+        server_settings = settings.server
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", server_settings.max_message_bytes),
+            ("grpc.max_send_message_length", server_settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        # The methods other than Score and ScoreStream run on this pool; each open
+        # WatchAlerts stream holds a thread: they get their own share of it.
+        threads = server_settings.workers + settings.monitoring.max_watch_streams
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-call")
+        server = grpc.aio.server(
+            migration_thread_pool=self._pool,
+            interceptors=[
+                ObservabilityInterceptor(self.metrics),
+                ErrorInterceptor(),
+                AuthInterceptor(self.clients, self.quotas),
+                DecodeInterceptor(),
+                BlockingMethodsInterceptor(self._pool),
+            ],
+            options=options,
+            maximum_concurrent_rpcs=None,
+        )
+        register(self.servicer, server)
+        records_pb2_grpc.add_RecordsServicer_to_server(  # type: ignore[no-untyped-call]
+            self.records, server
+        )
+        audit_pb2_grpc.add_AuditServicer_to_server(  # type: ignore[no-untyped-call]
+            self.audit, server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
                 credit_risk_pb2.DESCRIPTOR.services_by_name["CreditRisk"].full_name,
@@ -274,36 +317,26 @@ class CreditRiskServer:
                 health.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
-            self._server,
+            server,
         )
-        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{server_settings.host}:{server_settings.port}"
         credentials = server_credentials(settings)
         if credentials is None:
-            self.port = self._server.add_insecure_port(address)
+            port = server.add_insecure_port(address)
         else:
-            self.port = self._server.add_secure_port(address, credentials)
-        if self.port == 0:
+            port = server.add_secure_port(address, credentials)
+        if port == 0:
             raise OSError(f"cannot listen on {address}")
-        self.tls = credentials is not None
-        if not self.tls and server_settings.host not in ("127.0.0.1", "localhost", "::1"):
-            _log.warning(
-                "serving without TLS on %s: API keys and answers cross the network in clear; "
-                "set server.tls.cert_file and key_file",
-                address,
-            )
-        self.runtime: ServiceRuntime | None = None
-        self.metrics_port: int | None = None
-        self._metrics_httpd: Any = None
-        self._stopped = threading.Event()
+        return server, port
 
-    def _set_health(self, status: int) -> None:
-        self.health.set("", status)
-        self.health.set(SERVICE_NAME, status)
+    async def _set_health(self, status: int) -> None:
+        await self.health.set("", status)
+        await self.health.set(SERVICE_NAME, status)
 
     def start(self) -> None:
         """Open the port (health NOT_SERVING until :meth:`attach`) and the metrics endpoint."""
-        self._server.start()
+        self._on_loop(self._server.start())
         port = self.settings.server.metrics_port
         if port is not None:
             self._metrics_httpd, _ = start_http_server(
@@ -319,7 +352,7 @@ class CreditRiskServer:
         self.servicer.attach(runtime.scorer, runtime.monitoring)
         self.records.attach(runtime.intake, runtime.refresher.submit)
         self.audit.attach(runtime.decision_log, runtime.store, runtime.scorer.pseudonymiser)
-        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._on_loop(self._set_health(health_pb2.HealthCheckResponse.SERVING))
 
     def load_and_serve(self) -> None:
         self.attach(load_runtime(self.settings))
@@ -331,14 +364,35 @@ class CreditRiskServer:
             return
         self._stopped.set()
         self.servicer.stopping.set()  # open alert streams end; clients resume by alert id
-        self.health.enter_graceful_shutdown()
         wait = self.settings.server.grace_seconds if grace is None else grace
-        self._server.stop(wait).wait()
-        if self._metrics_httpd is not None:
-            self._metrics_httpd.shutdown()
-            self._metrics_httpd.server_close()
-        if self.runtime is not None:
-            self.runtime.close()
+        try:
+            self._on_loop(self.health.enter_graceful_shutdown())
+            self._on_loop(self._server.stop(wait))
+            self._drain_pool(wait)
+        finally:
+            self._close_loop()
+            if self._metrics_httpd is not None:
+                self._metrics_httpd.shutdown()
+                self._metrics_httpd.server_close()
+            if self.runtime is not None:
+                self.runtime.close()
+            self._terminated.set()
+
+    def _drain_pool(self, grace: float) -> None:
+        """Wait for the methods still on the thread pool (cancelled by now, they end as
+        soon as they next touch their call, which goes through the loop: so the loop runs
+        until they are done)."""
+        drained = threading.Thread(target=self._pool.shutdown, name="pool-drain", daemon=True)
+        drained.start()
+        drained.join(grace + 5)
+        if drained.is_alive():
+            _log.warning("calls still running on the thread pool after the grace period")
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join()
+        self._loop.close()
 
     def wait(self, timeout: float | None = None) -> bool:
-        return bool(self._server.wait_for_termination(timeout))
+        """Block until the server has stopped (True) or ``timeout`` seconds passed."""
+        return self._terminated.wait(timeout)

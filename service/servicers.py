@@ -5,10 +5,9 @@ on."""
 
 from __future__ import annotations
 
-import queue
+import asyncio
 import threading
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -23,7 +22,8 @@ from service.codec import (
     decode_warnings_request,
     encode_warnings_response,
 )
-from service.interceptors import CallMetrics, current_call
+from service.durable import DurableWaiter
+from service.interceptors import CallInfo, CallMetrics, current_call
 from service.monitoring import Monitoring
 from service.monitoring_codec import decode_alert_kinds, decode_watchlist, encode_alert
 from service.problems import InvalidRequest, NotFound, NotReady, ResourceLimit
@@ -33,45 +33,8 @@ from service.status import failure_of, item_error
 
 __all__ = ["CreditRiskServicer"]
 
-_MAX_IN_FLIGHT = 512  # stream decisions waiting for their log entry, at most
-_POLL_SECONDS = 0.0005  # with answers waiting: how long to wait for a next request first
+_MAX_IN_FLIGHT = 512  # stream decisions read ahead of the answers sent, at most
 _END = object()
-
-
-def _sendable(answer: ScoredDecision | None) -> bool:
-    return answer is None or answer.logged is None or answer.logged.done()
-
-
-def _when_durable(item: tuple[ScoredDecision | None, bytes]) -> bytes:
-    """A stream item's answer, once its decision is in the log (an error item at once)."""
-    answer, encoded = item
-    if answer is not None:
-        answer.durable()
-    return encoded
-
-
-def _read_behind(
-    requests: Iterator[credit_risk_pb2.ScoreRequest], limit: int
-) -> queue.Queue[object]:
-    """The stream's requests, read by a thread into a bounded queue (``(index, request)``
-    items, then the end marker, or the exception that ended the reading)."""
-    inbox: queue.Queue[object] = queue.Queue(maxsize=_MAX_IN_FLIGHT)
-
-    def read() -> None:
-        try:
-            for index, request in enumerate(requests):
-                if index >= limit:
-                    raise ResourceLimit(
-                        f"a ScoreStream call carries at most {limit} requests; "
-                        "open a new stream for more"
-                    )
-                inbox.put((index, request))
-            inbox.put(_END)
-        except BaseException as err:  # handed to the handler, which ends the call with it
-            inbox.put(err)
-
-    threading.Thread(target=read, name="stream-reader", daemon=True).start()
-    return inbox
 
 
 _SCORE = "Score"
@@ -96,11 +59,19 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         self.registry = registry
         self.max_stream_items = max_stream_items
         self.encoder = ScoreResponseEncoder()
+        self._durable: DurableWaiter | None = None
 
     def attach(self, scorer: Scorer, monitoring: Monitoring | None = None) -> None:
         """Start answering from ``scorer`` and ``monitoring`` (until then: UNAVAILABLE)."""
         self.monitoring = monitoring
         self.scorer = scorer
+
+    def _waiter(self) -> DurableWaiter:
+        """The waiter for decision-log entries on the server's event loop (the running
+        one: Score and ScoreStream run there, and only there)."""
+        if self._durable is None:
+            self._durable = DurableWaiter(asyncio.get_running_loop())
+        return self._durable
 
     def _monitoring(self) -> Monitoring:
         if self.monitoring is None:
@@ -112,76 +83,108 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
             raise NotReady("the service is loading its model and features; retry shortly")
         return self.scorer
 
-    # Score and ScoreStream answer serialised ScoreResponse bytes (see register()).
+    # Score and ScoreStream run on the event loop and answer serialised ScoreResponse bytes
+    # (see register()); a decision is answered once its log entry is durable, and waiting
+    # for that holds no thread.
 
-    def Score(  # noqa: N802 - gRPC method name
-        self, request: credit_risk_pb2.ScoreRequest, context: grpc.ServicerContext
+    async def Score(  # noqa: N802 - gRPC method name
+        self, request: credit_risk_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
         query = decode_score_request(request)
         client = current_call().client
         assert client is not None
-        answer = self._ready().decide(query, client, _SCORE)
-        return self.encoder.encode(answer, explain=query.explain)
+        answer = self._ready().decide(query, client, _SCORE, wait_for_log=False)
+        encoded = self.encoder.encode(answer, explain=query.explain)
+        await self._waiter().durable(answer)
+        return encoded
 
-    def ScoreStream(  # noqa: N802
+    async def ScoreStream(  # noqa: N802
         self,
-        requests: Iterator[credit_risk_pb2.ScoreRequest],
-        context: grpc.ServicerContext,
-    ) -> Iterator[bytes]:
+        requests: AsyncIterator[credit_risk_pb2.ScoreRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[bytes]:
         """Decides each request as it arrives and sends each answer once its log entry is
-        durable, in request order. The decisions in flight share the log's group commits
-        (waiting for each entry in turn would cost one fsync per item); a reader thread
-        takes the requests, so a client that waits for each answer before sending the next
-        is answered as soon as its entry is durable."""
+        durable, in request order. A reader task decides the requests (up to
+        ``_MAX_IN_FLIGHT`` ahead of the answers sent), so the decisions in flight share the
+        log's group commits, and a client that waits for each answer before sending the
+        next is answered as soon as its entry is durable."""
         call = current_call()
+        scorer = self._ready()
+        waiter = self._waiter()
+        decided: asyncio.Queue[object] = asyncio.Queue()  # (answer, bytes), then an end
+        room = asyncio.Semaphore(_MAX_IN_FLIGHT)
+
+        async def read() -> None:
+            try:
+                index = 0
+                async for request in requests:
+                    if index >= self.max_stream_items:
+                        raise ResourceLimit(
+                            f"a ScoreStream call carries at most {self.max_stream_items} "
+                            "requests; open a new stream for more"
+                        )
+                    await room.acquire()
+                    decided.put_nowait(self._stream_item(scorer, call, index, request))
+                    index += 1
+                decided.put_nowait(_END)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # handed to the answers, which end the call with it
+                decided.put_nowait(err)
+
+        reader = asyncio.ensure_future(read())  # a task in this call's context
+        try:
+            while True:
+                batch = [await decided.get()]
+                while not decided.empty():
+                    batch.append(decided.get_nowait())
+                # One log, committed in order: the last entry durable means all are.
+                for item in reversed(batch):
+                    if isinstance(item, tuple) and item[0] is not None:
+                        await waiter.durable(item[0])
+                        break
+                for item in batch:
+                    if not isinstance(item, tuple):
+                        if isinstance(item, BaseException):
+                            raise item
+                        return  # _END
+                    answer, encoded = item
+                    if answer is not None:
+                        answer.durable()  # at once: raises a failed write's error
+                    room.release()
+                    yield encoded
+        finally:
+            reader.cancel()
+
+    def _stream_item(
+        self,
+        scorer: Scorer,
+        call: CallInfo,
+        index: int,
+        request: credit_risk_pb2.ScoreRequest,
+    ) -> tuple[ScoredDecision | None, bytes]:
+        """One stream request's answer: a decision (not yet durable), or its own error."""
         client = call.client
         assert client is not None
-        scorer = self._ready()
         items = self.metrics.stream_items
-        ok = items.labels("ScoreStream", "OK")
-        inbox = _read_behind(requests, self.max_stream_items)
-        in_flight: deque[tuple[ScoredDecision | None, bytes]] = deque()
-        while True:
-            while in_flight and _sendable(in_flight[0][0]):
-                yield in_flight.popleft()[1]
-            try:
-                item = inbox.get(timeout=_POLL_SECONDS) if in_flight else inbox.get()
-            except queue.Empty:
-                yield _when_durable(in_flight.popleft())  # nothing new: wait for the oldest
-                continue
-            if item is _END or isinstance(item, BaseException):
-                break
-            assert isinstance(item, tuple)
-            index: int = item[0]
-            request: credit_risk_pb2.ScoreRequest = item[1]
-            try:
-                self.quotas.take(client)
-                query = decode_score_request(request)
-                answer = scorer.decide(query, client, _SCORE, "ScoreStream", wait_for_log=False)
-                encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
-                in_flight.append((answer, encoded))
-                ok.inc()
-            except Exception as err:
-                failure = failure_of(err)
-                if failure.code is grpc.StatusCode.INTERNAL:
-                    raise  # a fault of ours ends the stream with INTERNAL, logged
-                items.labels("ScoreStream", failure.code.name).inc()
-                in_flight.append(
-                    (
-                        None,
-                        credit_risk_pb2.ScoreResponse(
-                            request_id=request.request_id,
-                            stream_index=index,
-                            error=item_error(failure, request.request_id or call.request_id),
-                        ).SerializeToString(),
-                    )
-                )
-            if len(in_flight) > _MAX_IN_FLIGHT:
-                yield _when_durable(in_flight.popleft())
-        while in_flight:  # what was decided is answered, also when the reading failed
-            yield _when_durable(in_flight.popleft())
-        if isinstance(item, BaseException):
-            raise item
+        try:
+            self.quotas.take(client)
+            query = decode_score_request(request)
+            answer = scorer.decide(query, client, _SCORE, "ScoreStream", wait_for_log=False)
+            encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
+            items.labels("ScoreStream", "OK").inc()
+            return answer, encoded
+        except Exception as err:
+            failure = failure_of(err)
+            if failure.code is grpc.StatusCode.INTERNAL:
+                raise  # a fault of ours ends the stream with INTERNAL, logged
+            items.labels("ScoreStream", failure.code.name).inc()
+            error = credit_risk_pb2.ScoreResponse(
+                request_id=request.request_id,
+                stream_index=index,
+                error=item_error(failure, request.request_id or call.request_id),
+            )
+            return None, error.SerializeToString()
 
     def GetWarnings(  # noqa: N802
         self, request: credit_risk_pb2.WarningsRequest, context: grpc.ServicerContext

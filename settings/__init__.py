@@ -98,9 +98,9 @@ class ServerSettings(BaseModel):
         default=8,
         ge=1,
         le=1024,
-        description="threads of the sync server's pool: at most this many calls run at once "
-        "(a long-lived stream holds one); fewer threads contend less for the GIL (Score "
-        "calls/s with 4: 3.6k, 16: 2.4k on 2 cores), more serve more streams at once",
+        description="threads for the methods other than Score and ScoreStream (which run "
+        "on the event loop): at most this many such calls run at once, besides the "
+        "WatchAlerts streams, which get monitoring.max_watch_streams threads more",
     )
     grace_seconds: float = Field(
         default=10.0, ge=0, description="on SIGTERM, how long in-flight calls may finish"

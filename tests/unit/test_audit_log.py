@@ -11,6 +11,7 @@ import math
 import os
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,53 @@ def test_concurrent_appends_are_group_committed(
     assert stats.entries == 4000 and stats.largest_batch > 1
     assert stats.fsyncs == stats.batches < 1500  # one fsync per batch, not per entry
     assert stats.batches <= calls < 1500  # at os.fsync itself: + a few head/dir ones
+
+
+def test_done_callbacks_run_once_after_the_entry_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an event loop waits on: the writer calls back once the entry's fsync
+    returned (never before), a callback added to a durable entry runs at once on the
+    caller's thread, and a failed write calls back too (result() then raises)."""
+    log = DecisionLog(tmp_path / "audit")
+    fsynced = threading.Event()
+    release = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        release.wait(10)
+        real_fsync(fd)
+        fsynced.set()
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    pending = log.submit(body(0))
+    called: list[tuple[bool, str]] = []
+    pending.add_done_callback(
+        lambda: called.append((fsynced.is_set(), threading.current_thread().name))
+    )
+    assert not pending.done() and called == []  # the fsync has not returned
+    release.set()
+    receipt = pending.result()
+    deadline = time.monotonic() + 10
+    while not called and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert called == [(True, f"decision-log-writer:{(tmp_path / 'audit').name}")]
+    assert receipt.sequence == 0
+    pending.add_done_callback(lambda: called.append((True, threading.current_thread().name)))
+    assert called[1] == (True, threading.current_thread().name)  # at once, here
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    failed = log.submit(body(1))
+    woke = threading.Event()
+    failed.add_done_callback(woke.set)
+    assert woke.wait(10) and failed.done()
+    with pytest.raises(DecisionLogError, match="write failed"):
+        failed.result()
+    monkeypatch.undo()
+    log.close()
 
 
 # -- restart, torn tail, locking, closing -------------------------------------------------
