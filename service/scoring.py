@@ -201,7 +201,7 @@ class Scorer:
         fingerprint = query.fingerprint(method)
         stored = self.idempotency.get(client.name, query.request_id, fingerprint)
         if stored is not None:
-            return self._explained(replace(stored.durable(), replayed=True), query.explain)
+            return self._replayed(stored, query.explain, wait_for_log)
         if self.book.as_of is None:
             raise NotReady("the service is loading its model and features; retry shortly")
         found = self.book.lookup(key)
@@ -248,7 +248,7 @@ class Scorer:
             mine = replace(mine, logged=pending)
         answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)
         if answer is not mine:  # a concurrent retry of the same request stored its answer
-            return self._explained(replace(answer.durable(), replayed=True), query.explain)
+            return self._replayed(answer, query.explain, wait_for_log)
         if self.inquiries is not None and purpose not in self.non_inquiry_purposes:
             self.inquiries.record(
                 inquiry_id=answer.decision_id,
@@ -259,6 +259,14 @@ class Scorer:
                 source=client.source,
             )
         return answer.durable() if wait_for_log else answer
+
+    def _replayed(
+        self, stored: ScoredDecision, explain: bool, wait_for_log: bool
+    ) -> ScoredDecision:
+        """The stored answer to an earlier request with the same request_id (its log
+        entry may still be on its way: the caller waits as for a new decision)."""
+        replay = replace(stored, replayed=True)
+        return self._explained(replay.durable() if wait_for_log else replay, explain)
 
     def _explained(self, answer: ScoredDecision, explain: bool) -> ScoredDecision:
         if not explain or answer.subject.explained:

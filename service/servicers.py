@@ -60,6 +60,7 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         self.max_stream_items = max_stream_items
         self.encoder = ScoreResponseEncoder()
         self._durable: DurableWaiter | None = None
+        self._stream_ok = metrics.stream_items.labels("ScoreStream", "OK")  # looked up once
 
     def attach(self, scorer: Scorer, monitoring: Monitoring | None = None) -> None:
         """Start answering from ``scorer`` and ``monitoring`` (until then: UNAVAILABLE)."""
@@ -166,19 +167,18 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         """One stream request's answer: a decision (not yet durable), or its own error."""
         client = call.client
         assert client is not None
-        items = self.metrics.stream_items
         try:
             self.quotas.take(client)
             query = decode_score_request(request)
             answer = scorer.decide(query, client, _SCORE, "ScoreStream", wait_for_log=False)
             encoded = self.encoder.encode(answer, explain=query.explain, stream_index=index)
-            items.labels("ScoreStream", "OK").inc()
+            self._stream_ok.inc()
             return answer, encoded
         except Exception as err:
             failure = failure_of(err)
             if failure.code is grpc.StatusCode.INTERNAL:
                 raise  # a fault of ours ends the stream with INTERNAL, logged
-            items.labels("ScoreStream", failure.code.name).inc()
+            self.metrics.stream_items.labels("ScoreStream", failure.code.name).inc()
             error = credit_risk_pb2.ScoreResponse(
                 request_id=request.request_id,
                 stream_index=index,

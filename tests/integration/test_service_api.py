@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -279,6 +281,43 @@ def test_the_same_request_id_returns_the_same_decision(
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(err)["BadRequest"].field_violations[0].reason == "reused"
+
+
+def test_answers_wait_for_the_log_without_holding_up_the_server(
+    live_server: CreditRiskServer,
+    stub: Any,
+    lender: Any,
+    channel: grpc.Channel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the decision log's fsync hangs, Score answers nothing (not even a retry of a
+    request whose decision is stored), and the server still answers what needs no log."""
+    gate = threading.Event()
+    entered = threading.Event()
+    real_fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        entered.set()
+        gate.wait(30)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    try:
+        uscc = entity_keys(live_server)[6]
+        first = stub.Score.future(entity(uscc, request_id="held-1"), metadata=lender)
+        assert entered.wait(10)
+        retry = stub.Score.future(entity(uscc, request_id="held-1"), metadata=lender)
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(3):  # the event loop is free: it answers while both wait
+            answer = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        info = stub.GetModelInfo(credit_risk_pb2.ModelInfoRequest(), metadata=lender, timeout=5)
+        assert info.version
+        assert not first.done() and not retry.done()
+    finally:
+        gate.set()
+    assert retry.result(timeout=10).decision_id == first.result(timeout=10).decision_id
+    assert retry.result().replayed_idempotent and not first.result().replayed_idempotent
 
 
 # -- inquiries -----------------------------------------------------------------------------------
