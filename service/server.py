@@ -132,6 +132,7 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
             settings.audit_log_path,
             segment_bytes=settings.audit.segment_bytes,
             fsync=settings.audit.fsync,
+            commit_delay=settings.audit.commit_delay_ms / 1000,
         )
         intake = RecordIntake(
             lambda: make_ingestor(settings, store.cursor()),

@@ -242,6 +242,42 @@ def test_done_callbacks_run_once_after_the_entry_is_durable(
     log.close()
 
 
+def test_the_commit_delay_waits_only_after_a_group_of_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit follows a group of several entries (appenders at the same time): the
+    writer waits ``commit_delay`` first, and what arrives meanwhile joins the group. After
+    a lone entry it does not wait."""
+    import audit.log as log_module
+
+    log = DecisionLog(tmp_path / "audit", fsync=False, commit_delay=0.25)
+    waits: list[float] = []
+    late: list[Any] = []
+
+    def pause(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:  # an entry arriving during the wait is committed with it
+            late.append(log.submit(body(99)))
+
+    monkeypatch.setattr(log_module, "_pause", pause)
+    log.append(body(0))
+    log.append(body(1))
+    assert waits == []  # groups of one: never delayed
+    log.append_many([body(2), body(3)])  # a group of two
+    assert waits == []  # the group itself was not delayed
+    receipt = log.append(body(4))  # follows a group of several: waits, and 99 joins it
+    assert waits == [0.25]
+    assert late[0].result().sequence == receipt.sequence + 1
+    stats = log.stats()
+    assert stats.batches == 4 and stats.largest_batch == 2
+    log.append(body(5))  # that group held two (4 and 99): waits again
+    log.append(body(6))  # after a group of one: does not
+    assert waits == [0.25, 0.25]
+    with pytest.raises(ValueError, match="commit_delay"):
+        DecisionLog(tmp_path / "other", commit_delay=-1)
+    log.close()
+
+
 # -- restart, torn tail, locking, closing -------------------------------------------------
 
 
