@@ -348,18 +348,21 @@ class ObservabilityInterceptor(_WrappingInterceptor):
 
     def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
         call = CallInfo(method, _request_id(request, context), time.perf_counter())
-        return request, (call, _CALL.set(call))
+        return request, (call, _CALL.set(call), context)
 
     def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
-        call, context_token = token
+        call, context_token, context = token
         _CALL.reset(context_token)
         elapsed = time.perf_counter() - call.started
         code = call.code
         if code is None:
             if error is None:
                 code = "OK"
-            else:
-                code = "CANCELLED" if isinstance(error, _ENDED_BY_CLIENT) else "UNKNOWN"
+            elif isinstance(error, _ENDED_BY_CLIENT):
+                code = "CANCELLED"
+            else:  # a status a method set itself (the health service's NOT_FOUND)
+                given = context.code() if isinstance(error, grpc.aio.AbortError) else None
+                code = given.name if isinstance(given, grpc.StatusCode) else "UNKNOWN"
         series = self._series.get((call.method, code))
         if series is None:  # label lookups cost more than the update: keep the children
             method = call.method.rsplit("/", 1)[-1]

@@ -498,10 +498,14 @@ def test_one_json_log_line_per_call_without_identity_numbers(
 
 
 def test_prometheus_metrics_by_method_and_code(
-    live_server: CreditRiskServer, stub: Any, lender: Any
+    live_server: CreditRiskServer, stub: Any, lender: Any, channel: grpc.Channel
 ) -> None:
     fail(stub.Score, entity("bad"), metadata=lender)
     stub.Score(entity(entity_keys(live_server)[0]), metadata=lender)
+    # A status a service sets itself is counted under its code, not UNKNOWN.
+    health = health_pb2_grpc.HealthStub(channel)
+    err = fail(health.Check, health_pb2.HealthCheckRequest(service="no.such.Service"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
     text = (
         urllib.request.urlopen(f"http://127.0.0.1:{live_server.metrics_port}/metrics", timeout=5)
         .read()
@@ -509,6 +513,7 @@ def test_prometheus_metrics_by_method_and_code(
     )
     assert 'creditrisk_calls_total{code="OK",method="Score"}' in text
     assert 'creditrisk_calls_total{code="INVALID_ARGUMENT",method="Score"}' in text
+    assert 'creditrisk_calls_total{code="NOT_FOUND",method="Check"}' in text
     assert 'creditrisk_call_seconds_bucket{code="OK",le="0.001",method="Score"}' in text
 
 
