@@ -13,11 +13,11 @@
 
 The server is grpc's asyncio server (:mod:`service.server`). grpc awaits
 ``intercept_service`` on the event loop for every call, so each interceptor only wraps the
-method handler there (once per method); the work happens in the wrapped behaviour, where
-the behaviour runs: on the event loop for Score and ScoreStream (coroutines), on grpc's
-thread pool for the other methods (plain functions; a response stream is iterated on one
-thread). The call's :class:`CallInfo` lives in a context variable of the call's task or
-thread.
+method handler there (once per method); the work happens in the wrapped behaviour, on the
+event loop: Score and ScoreStream are coroutines, and the innermost interceptor
+(:mod:`service.blocking`) makes every other method a coroutine that runs it on the thread
+pool. The call's :class:`CallInfo` lives in a context variable of the call's task, which
+goes with a method to its pool thread.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.clients import Client, ClientRegistry, Role
@@ -141,9 +140,9 @@ class _Ending(Exception):  # noqa: N818 - not an error: a status on its way out
 class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps each method handler's behaviour between :meth:`enter` and :meth:`leave`.
 
-    A behaviour is either a coroutine (or async generator) run on the event loop, or a
-    plain function (or generator) that grpc runs on its thread pool; the wrapper is of the
-    same kind, so the hooks run where the behaviour runs."""
+    Every behaviour is a coroutine (or an async generator) by the time it gets here: the
+    innermost interceptor (:mod:`service.blocking`) turns each plain method into one that
+    runs it on the thread pool. So the hooks run on the event loop."""
 
     ends_calls = False  # the outermost interceptor sends the status (see _ending)
 
@@ -168,52 +167,18 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         for kind, make, streams_out in _HANDLER_KINDS:
             inner = getattr(handler, kind)
             if inner:
-                asynchronous = inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(
-                    inner
-                )
-                wrap = {
-                    (False, False): self._unary,
-                    (False, True): self._stream,
-                    (True, False): self._async_unary,
-                    (True, True): self._async_stream,
-                }[asynchronous, streams_out]
+                if not (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)):
+                    raise TypeError(
+                        f"{method}: a plain method reached {type(self).__name__}; the "
+                        "innermost interceptor (service.blocking) makes it a coroutine"
+                    )
+                wrap = self._async_stream if streams_out else self._async_unary
                 return make(
                     wrap(method, inner),
                     self.deserializer(handler.request_deserializer),
                     handler.response_serializer,
                 )
         raise ValueError(f"{method}: a method handler without a behaviour")
-
-    def _unary(self, method: str, inner: Behaviour) -> Behaviour:
-        def behaviour(request: Any, context: Any) -> Any:
-            request, token = self.enter(method, request, context)
-            try:
-                response = inner(request, context)
-            except BaseException as err:
-                status = self._ending(token, err)
-                if status is None:
-                    raise
-                context.abort(status.code, status.details, status.trailing_metadata)
-                raise _Ending(status) from None  # not reached: abort raised
-            self.leave(token, None)
-            return response
-
-        return behaviour
-
-    def _stream(self, method: str, inner: Behaviour) -> Behaviour:
-        def behaviour(request: Any, context: Any) -> Iterator[Any]:
-            request, token = self.enter(method, request, context)
-            try:
-                yield from inner(request, context)
-            except BaseException as err:
-                status = self._ending(token, err)
-                if status is None:
-                    raise
-                context.abort(status.code, status.details, status.trailing_metadata)
-                raise _Ending(status) from None  # not reached: abort raised
-            self.leave(token, None)
-
-        return behaviour
 
     def _async_unary(self, method: str, inner: Behaviour) -> Behaviour:
         async def behaviour(request: Any, context: Any) -> Any:
@@ -463,8 +428,9 @@ class MalformedRequest:
 
 
 class DecodeInterceptor(_WrappingInterceptor):
-    """Innermost: a request that is not a valid message of its type is the caller's
-    problem, ``INVALID_ARGUMENT`` after authentication like any other bad field."""
+    """Innermost of the concerns (only the thread-pool adapter is further in): a request
+    that is not a valid message of its type is the caller's problem, ``INVALID_ARGUMENT``
+    after authentication like any other bad field."""
 
     def applies(self, method: str) -> bool:
         return method.startswith(_OURS)
@@ -487,8 +453,6 @@ class DecodeInterceptor(_WrappingInterceptor):
         if isinstance(request, MalformedRequest):
             _malformed(request)
         if isinstance(request, AsyncIterator):  # a client stream: check each as it comes
-            return _decoded_async(request), None
-        if not isinstance(request, Message):
             return _decoded(request), None
         return request, None
 
@@ -500,14 +464,7 @@ def _malformed(request: MalformedRequest, index: int | None = None) -> None:
     )
 
 
-def _decoded(requests: Iterator[Any]) -> Iterator[Any]:
-    for index, request in enumerate(requests):
-        if isinstance(request, MalformedRequest):
-            _malformed(request, index)
-        yield request
-
-
-async def _decoded_async(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     index = 0
     async for request in requests:
         if isinstance(request, MalformedRequest):
