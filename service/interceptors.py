@@ -23,6 +23,7 @@ goes with a method to its pool thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import itertools
@@ -317,7 +318,9 @@ class ObservabilityInterceptor(_WrappingInterceptor):
 
     def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
         call, context_token, context = token
-        _CALL.reset(context_token)
+        # A stream whose client left is closed by asyncio's finaliser, in another context.
+        with contextlib.suppress(ValueError):
+            _CALL.reset(context_token)
         elapsed = time.perf_counter() - call.started
         code = call.code
         if code is None:

@@ -7,7 +7,10 @@ import io
 import json
 import logging
 import os
+import queue
+import re
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -375,6 +378,54 @@ def test_score_stream_answers_every_item_and_survives_bad_ones(
         else:
             assert answer.error.code == common_pb2.STATUS_CODE_UNSPECIFIED
             assert answer.decision_id and answer.score > 0
+
+
+def test_score_stream_answers_a_client_that_waits_for_each_answer_and_one_that_leaves(
+    live_server: CreditRiskServer, stub: Any, lender: Any
+) -> None:
+    """A client that sends its next request only after the answer to the last is answered
+    item by item (the server does not wait for more requests first); a client that
+    cancels its stream midway leaves the server serving, the call counted as CANCELLED."""
+    keys = entity_keys(live_server)
+    answered: queue.Queue[int] = queue.Queue()
+
+    def one_at_a_time() -> Iterator[credit_risk_pb2.ScoreRequest]:
+        for i in range(20):
+            if i:
+                assert answered.get(timeout=10) == i - 1, "no answer before the next request"
+            yield entity(keys[i], request_id=f"pp-{i}", purpose=MONITORING)
+
+    for answer in stub.ScoreStream(one_at_a_time(), metadata=lender, timeout=60):
+        assert answer.decision_id and answer.request_id == f"pp-{answer.stream_index}"
+        answered.put(answer.stream_index)
+    assert answered.qsize() == 1 and answered.get() == 19
+
+    def metric(code: str) -> float:
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{live_server.metrics_port}/metrics", timeout=5
+        ).read()
+        found = re.search(
+            rf'creditrisk_calls_total\{{code="{code}",method="ScoreStream"\}} (\S+)',
+            text.decode(),
+        )
+        return float(found.group(1)) if found else 0.0
+
+    cancelled_before = metric("CANCELLED")
+
+    def endless() -> Iterator[credit_risk_pb2.ScoreRequest]:
+        i = 0
+        while True:
+            yield entity(keys[i % len(keys)], purpose=MONITORING)
+            i += 1
+
+    call = stub.ScoreStream(endless(), metadata=lender)
+    assert next(call).decision_id
+    call.cancel()
+    deadline = time.monotonic() + 10
+    while metric("CANCELLED") == cancelled_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric("CANCELLED") == cancelled_before + 1
+    assert stub.Score(entity(keys[0]), metadata=lender).decision_id  # still serving
 
 
 def test_stream_length_limit(live_server: CreditRiskServer, service_data: ServiceData) -> None:
