@@ -323,12 +323,15 @@ class CreditRiskServer:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address = f"{server_settings.host}:{server_settings.port}"
         credentials = server_credentials(settings)
-        if credentials is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, credentials)
+        try:  # the asyncio server raises where the sync one returned port 0
+            if credentials is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, credentials)
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise OSError(f"cannot listen on {address} (in use, or not an address of this host)")
         return server, port
 
     async def _set_health(self, status: int) -> None:

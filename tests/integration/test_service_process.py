@@ -207,3 +207,24 @@ def test_sigterm_drains_calls_in_flight(
     calls = [json.loads(line) for line in server_process.lines if line.startswith("{")]
     streams = [c for c in calls if c.get("method", "").endswith("/ScoreStream")]
     assert streams and streams[0]["status"] == "OK"
+
+
+def test_serve_on_a_port_in_use_says_so(
+    server_process: ServerProcess, service_data: ServiceData, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "second"
+    shutil.copytree(service_data.pristine, data_dir)
+    refused = subprocess.run(
+        [
+            str(BIN / "credit-risk"),
+            "serve",
+            *("--data-dir", str(data_dir), "--port", str(server_process.port)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1, refused.stderr
+    assert f"cannot listen on 127.0.0.1:{server_process.port}" in refused.stderr
+    assert "Traceback" not in refused.stderr
