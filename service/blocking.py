@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import grpc
+from service.interceptors import (
+    HANDLER_KINDS,
+    HandlerWrappingInterceptor,
+    is_coroutine_behaviour,
+)
 
 __all__ = ["BlockingCallContext", "BlockingMethodsInterceptor"]
 
@@ -88,40 +91,21 @@ def _in_thread_requests(
         yield item
 
 
-class BlockingMethodsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class BlockingMethodsInterceptor(HandlerWrappingInterceptor):
     """Innermost: runs each plain method on ``pool`` (see the module docstring)."""
 
     def __init__(self, pool: ThreadPoolExecutor) -> None:
+        super().__init__()
         self._pool = pool
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
-    async def intercept_service(
-        self, continuation: Callable[[Any], Awaitable[Any]], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        cached = self._wrapped.get(details.method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler)
-        self._wrapped[details.method] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, handler: Any) -> Any:
-        kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler),
-        )
-        for kind, make in kinds:
+    def _wrap(self, method: str, handler: Any) -> Any:
+        for kind, make, streams_out in HANDLER_KINDS:
             behaviour = getattr(handler, kind)
             if not behaviour:
                 continue
-            if inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour):
+            if is_coroutine_behaviour(behaviour):
                 return handler  # runs on the loop as it is
-            if kind.endswith("_stream"):
+            if streams_out:
                 adapted: Any = self._responses(behaviour, handler.request_streaming)
             else:
                 adapted = self._response(behaviour, handler.request_streaming)

@@ -44,15 +44,18 @@ from service.quotas import QuotaBook
 from service.status import failure_of, grpc_status
 
 __all__ = [
+    "HANDLER_KINDS",
     "METHOD_POLICIES",
     "AuthInterceptor",
     "CallInfo",
     "CallMetrics",
     "DecodeInterceptor",
     "ErrorInterceptor",
+    "HandlerWrappingInterceptor",
     "MethodPolicy",
     "ObservabilityInterceptor",
     "current_call",
+    "is_coroutine_behaviour",
 ]
 
 _log = logging.getLogger("creditrisk.errors")
@@ -122,7 +125,7 @@ def policy_of(method: str) -> MethodPolicy | None:
 Behaviour = Callable[[Any, Any], Any]
 # A method handler's behaviour attribute, how to rebuild such a handler, and whether its
 # responses stream (then the wrapper must wrap the iteration, not the call).
-_HANDLER_KINDS: tuple[tuple[str, Callable[..., Any], bool], ...] = (
+HANDLER_KINDS: tuple[tuple[str, Callable[..., Any], bool], ...] = (
     ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
     ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
     ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
@@ -138,14 +141,14 @@ class _Ending(Exception):  # noqa: N818 - not an error: a status on its way out
         self.status = status
 
 
-class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Wraps each method handler's behaviour between :meth:`enter` and :meth:`leave`.
+def is_coroutine_behaviour(behaviour: Any) -> bool:
+    """Whether a method handler's behaviour runs on the event loop as it is."""
+    return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
 
-    Every behaviour is a coroutine (or an async generator) by the time it gets here: the
-    innermost interceptor (:mod:`service.blocking`) turns each plain method into one that
-    runs it on the thread pool. So the hooks run on the event loop."""
 
-    ends_calls = False  # the outermost interceptor sends the status (see _ending)
+class HandlerWrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """An interceptor that replaces each method's handler by a wrapped one, made once per
+    method (grpc awaits ``intercept_service`` on the event loop for every call)."""
 
     def __init__(self) -> None:
         self._wrapped: dict[str, tuple[Any, Any]] = {}  # method -> (handler, wrapped)
@@ -156,7 +159,6 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None or not self.applies(details.method):
             return handler
-        # Runs on the event loop for every call: wrap each method's handler once.
         cached = self._wrapped.get(details.method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -164,11 +166,27 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._wrapped[details.method] = (handler, wrapped)
         return wrapped
 
+    def applies(self, method: str) -> bool:
+        return True
+
     def _wrap(self, method: str, handler: Any) -> Any:
-        for kind, make, streams_out in _HANDLER_KINDS:
+        raise NotImplementedError
+
+
+class _WrappingInterceptor(HandlerWrappingInterceptor):
+    """Wraps each method handler's behaviour between :meth:`enter` and :meth:`leave`.
+
+    Every behaviour is a coroutine (or an async generator) by the time it gets here: the
+    innermost interceptor (:mod:`service.blocking`) turns each plain method into one that
+    runs it on the thread pool. So the hooks run on the event loop."""
+
+    ends_calls = False  # the outermost interceptor sends the status (see _ending)
+
+    def _wrap(self, method: str, handler: Any) -> Any:
+        for kind, make, streams_out in HANDLER_KINDS:
             inner = getattr(handler, kind)
             if inner:
-                if not (inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)):
+                if not is_coroutine_behaviour(inner):
                     raise TypeError(
                         f"{method}: a plain method reached {type(self).__name__}; the "
                         "innermost interceptor (service.blocking) makes it a coroutine"
@@ -187,11 +205,8 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 response = await inner(request, context)
             except BaseException as err:
-                status = self._ending(token, err)
-                if status is None:
-                    raise
-                await context.abort(status.code, status.details, status.trailing_metadata)
-                raise _Ending(status) from None  # not reached: abort raised
+                await self._failed(token, err, context)
+                raise
             self.leave(token, None)
             return response
 
@@ -204,29 +219,26 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 async for response in inner(request, context):
                     yield response
             except BaseException as err:
-                status = self._ending(token, err)
-                if status is None:
-                    raise
-                await context.abort(status.code, status.details, status.trailing_metadata)
-                raise _Ending(status) from None  # not reached: abort raised
+                await self._failed(token, err, context)
+                raise
             self.leave(token, None)
 
         return behaviour
 
-    def _ending(self, token: Any, error: BaseException) -> grpc.Status | None:
-        """After :meth:`leave`: the status to send now (only the interceptor that ends
-        calls sends one, after every other has seen the error: grpc's abort sends the
-        status at once, and the client must not have its answer before the call is
-        logged); raises :class:`_Ending` to carry a status outwards."""
+    async def _failed(self, token: Any, error: BaseException, context: Any) -> None:
+        """After :meth:`leave` saw ``error``: returns to let ``error`` pass on; raises
+        :class:`_Ending` to carry a status outwards; the interceptor that ends calls sends
+        that status (grpc's abort sends it at once, so only after every other interceptor
+        has seen the error: the client must not have its answer before the call is
+        logged), which raises grpc's abort error."""
         status = self.leave(token, error)
         if status is None and isinstance(error, _Ending):
             status = error.status
-        if status is not None and not self.ends_calls:
+        if status is None:
+            return
+        if not self.ends_calls:
             raise _Ending(status) from None
-        return status
-
-    def applies(self, method: str) -> bool:
-        return True
+        await context.abort(status.code, status.details, status.trailing_metadata)
 
     def deserializer(self, given: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         """The request deserializer of the wrapped handler (by default the same)."""

@@ -5,7 +5,8 @@ The server flavour is grpc's asyncio server (``benchmarks/bench_online.py``, fig
 every decision waits for its decision-log entry to be durable, and on the event loop that
 wait holds no thread; on the thread pool each waiting call held one, and the threads'
 GIL and futex hand-overs cost more than the calls. Score and ScoreStream are coroutines on
-the loop; the other methods are plain functions that grpc runs on its thread pool. The
+the loop; the other methods are plain functions, run on a thread pool by the innermost
+interceptor (:mod:`service.blocking`). The
 loop runs on a thread of its own, so this class keeps a synchronous face (``start``,
 ``stop``, ``wait``) for the CLI and the tests.
 
@@ -259,11 +260,10 @@ class CreditRiskServer:
         )
         self._loop_thread.start()
         try:
-            self._server, self.port = self._on_loop(self._build())
+            self._server, self.port, self.tls = self._on_loop(self._build())
         except BaseException:
             self._close_loop()
             raise
-        self.tls = server_credentials(settings) is not None
         if not self.tls and server_settings.host not in ("127.0.0.1", "localhost", "::1"):
             _log.warning(
                 "serving without TLS on %s:%s: API keys and answers cross the network in "
@@ -276,9 +276,9 @@ class CreditRiskServer:
         """Run ``work`` on the server's event loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
-    async def _build(self) -> tuple[grpc.aio.Server, int]:
-        """The server and its port (made on the loop: grpc binds an asyncio server to the
-        loop it is made on)."""
+    async def _build(self) -> tuple[grpc.aio.Server, int, bool]:
+        """The server, its port and whether it serves TLS (made on the loop: grpc binds
+        an asyncio server to the loop it is made on)."""
         settings = self.settings
         server_settings = settings.server
         options: list[tuple[str, Any]] = [
@@ -332,7 +332,7 @@ class CreditRiskServer:
             port = 0
         if port == 0:
             raise OSError(f"cannot listen on {address} (in use, or not an address of this host)")
-        return server, port
+        return server, port, credentials is not None
 
     async def _set_health(self, status: int) -> None:
         await self.health.set("", status)
