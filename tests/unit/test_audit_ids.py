@@ -92,3 +92,21 @@ def test_encoding_is_the_26_base32_digits_most_significant_first(value: int) -> 
         for place in reversed(range(26))
     )
     assert _encode(value) == digits
+
+
+def test_random_bytes_map_evenly_onto_the_alphabet() -> None:
+    # Each character is the image of 8 of the 256 byte values: uniform bytes, uniform
+    # characters, so an id's last 16 characters carry 80 random bits.
+    from collections import Counter
+
+    from audit.ids import _RANDOM_CHARACTER
+
+    counts = Counter(_RANDOM_CHARACTER.decode("ascii"))
+    assert set(counts) == CROCKFORD
+    assert set(counts.values()) == {8}
+
+
+def test_ids_made_past_one_random_chunk_stay_distinct_and_keep_their_time() -> None:
+    ids = [decision_id(NOW_MS + i // 1000) for i in range(3 * 256 + 5)]  # > 3 chunks
+    assert len(set(ids)) == len(ids)
+    assert [decision_id_time_ms(i) for i in ids] == [NOW_MS + i // 1000 for i in range(len(ids))]
