@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from audit.chain import CanonicalBody
-from models.decisions import SubjectDecision, WarningFlag
+from models.decisions import SubjectDecision, SubjectMemo, WarningFlag
 from models.model import RiskModel
 from models.reasons import Reason
 from models.registry import MODEL_FILE
@@ -41,6 +41,7 @@ __all__ = [
     "decision_entry_bytes",
     "person_groups",
     "reason_record",
+    "subject_entry_parts",
     "subject_groups",
     "vector_from_entry",
     "vector_text",
@@ -235,6 +236,30 @@ def _model_json(version: str, model_sha256: str, catalog_hash: str) -> str:
     return _JSON({"version": version, "model_sha256": model_sha256, "catalog_hash": catalog_hash})
 
 
+def subject_entry_parts(subject: SubjectDecision, reasons_given: bool) -> tuple[str, str]:
+    """The JSON of an entry's ``answer`` and ``features``: what depends on the subject's
+    decision alone (kept per subject by a :class:`models.decisions.SubjectMemo`)."""
+    decision = subject.decision
+    reasons = (
+        "[" + ",".join(_reason_json(r) for r in decision.reasons) + "]" if reasons_given else "null"
+    )
+    warnings = "[]"  # most subjects have no flag: no encoder call for them
+    if subject.warnings:
+        warnings = _JSON([warning_record(flag) for flag in subject.warnings])
+    answer = (
+        f'{{"grade":{_scalar(decision.grade)},'
+        f'"probability_of_default":{_scalar(decision.probability_of_default)},'
+        f'"reasons":{reasons},"score":{_scalar(decision.score)},'
+        f'"thin_file":{_scalar(decision.thin_file)},'
+        f'"warnings":{warnings}}}'
+    )
+    features = (
+        f'{{"as_of":"{subject.features_as_of.isoformat()}",'
+        f'"vector_f64le_b64":"{vector_text(subject.features)}"}}'
+    )
+    return answer, features
+
+
 def decision_entry_bytes(
     *,
     decision_id: str,
@@ -250,24 +275,18 @@ def decision_entry_bytes(
     warning_rules_version: str,
     reasons_given: bool,
     groups: Mapping[str, str] | None = None,
+    subject_parts: SubjectMemo[tuple[str, str]] | None = None,
 ) -> CanonicalBody:
     """``canonical_bytes(decision_entry(...))`` for the same arguments, byte for byte,
-    without building the entry: what the service and the batch job append."""
-    decision = subject.decision
+    without building the entry: what the service and the batch job append. With
+    ``subject_parts`` (a memo of :func:`subject_entry_parts`: the service asks about the
+    same subjects again and again; a batch job asks once each) the subject's part is
+    made once per decision."""
+    if subject_parts is None:
+        answer, features = subject_entry_parts(subject, reasons_given)
+    else:
+        answer, features = subject_parts.get(subject, reasons_given)
     manifest = model.manifest
-    reasons = (
-        "[" + ",".join(_reason_json(r) for r in decision.reasons) + "]" if reasons_given else "null"
-    )
-    warnings = "[]"  # most subjects have no flag: no encoder call for them
-    if subject.warnings:
-        warnings = _JSON([warning_record(flag) for flag in subject.warnings])
-    answer = (
-        f'{{"grade":{_scalar(decision.grade)},'
-        f'"probability_of_default":{_scalar(decision.probability_of_default)},'
-        f'"reasons":{reasons},"score":{_scalar(decision.score)},'
-        f'"thin_file":{_scalar(decision.thin_file)},'
-        f'"warnings":{warnings}}}'
-    )
     about = {"type": subject.subject_type, "key": subject.subject_key}
     if groups:
         about.update((k, groups[k]) for k in ("region", "age_band", "gender") if k in groups)
@@ -278,8 +297,7 @@ def decision_entry_bytes(
     text = (
         f'{{"answer":{answer},"authorization_id":{_scalar(authorization_id)},'
         f'"client":{_scalar(client)},"decision_id":{_scalar(decision_id)},'
-        f'"features":{{"as_of":"{subject.features_as_of.isoformat()}",'
-        f'"vector_f64le_b64":"{vector_text(subject.features)}"}},'
+        f'"features":{features},'
         f'"format":{ENTRY_FORMAT},"kind":{_scalar(kind)},"method":{_scalar(method)},'
         f'"model":{model_json},"purpose":{_scalar(purpose)},'
         f'"request_id":{_scalar(request_id)},"subject":{subject_json},'

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,7 @@ __all__ = [
     "Evidence",
     "RelatedPartyRef",
     "SubjectDecision",
+    "SubjectMemo",
     "WarningFlag",
     "flag_from_record",
     "flag_record",
@@ -130,6 +132,32 @@ class SubjectDecision:
     warnings: tuple[WarningFlag, ...]  # most severe first
     features: npt.NDArray[np.float64]  # the exact catalog-ordered vector decided on
     explained: bool  # reasons computed (a thin file has none to compute)
+
+
+_Derived = TypeVar("_Derived")
+
+
+class SubjectMemo(Generic[_Derived]):
+    """What ``derive(subject, variant)`` makes of a subject's decision, made once per
+    decision: an answer's or a log entry's part that depends on the subject alone is then
+    not rebuilt for each request about it. Keyed by subject key and variant, and checked
+    by identity: a decision replaced by a refresh is derived anew, and held by a weak
+    reference, so a replaced decision is not kept alive. One value per subject of the
+    book (and variant) at most: the book bounds it."""
+
+    def __init__(self, derive: Callable[[SubjectDecision, Any], _Derived]) -> None:
+        self._derive = derive
+        self._values: dict[tuple[str, Hashable], tuple[weakref.ref[SubjectDecision], _Derived]]
+        self._values = {}
+
+    def get(self, subject: SubjectDecision, variant: Hashable) -> _Derived:
+        key = (subject.subject_key, variant)
+        kept = self._values.get(key)
+        if kept is not None and kept[0]() is subject:
+            return kept[1]
+        value = self._derive(subject, variant)
+        self._values[key] = (weakref.ref(subject), value)  # a lost race derives it twice
+        return value
 
 
 def _evidence(item: dict[str, Any]) -> Evidence:

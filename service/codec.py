@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +9,13 @@ from google.protobuf import timestamp_pb2
 
 from creditrisk.v1 import common_pb2, credit_risk_pb2
 from features.warnings import Severity
-from models.decisions import Evidence, RelatedPartyRef, SubjectDecision, WarningFlag
+from models.decisions import (
+    Evidence,
+    RelatedPartyRef,
+    SubjectDecision,
+    SubjectMemo,
+    WarningFlag,
+)
 from models.reasons import Reason
 from service.problems import InvalidRequest
 from service.scoring import ScoredDecision, ScoreQuery, SubjectQuery
@@ -209,17 +214,15 @@ class ScoreResponseEncoder:
     bytes are exactly a ScoreResponse."""
 
     def __init__(self) -> None:
-        # A weak reference: a decision replaced by a refresh is not kept alive by its bytes.
-        self._parts: dict[tuple[str, bool], tuple[weakref.ref[SubjectDecision], bytes]] = {}
+        self._parts = SubjectMemo(self._part)
+
+    @staticmethod
+    def _part(subject: SubjectDecision, variant: tuple[bool, str]) -> bytes:
+        explain, rules = variant
+        return _decision_part(subject, rules, explain)
 
     def encode(self, answer: ScoredDecision, *, explain: bool, stream_index: int = 0) -> bytes:
-        subject = answer.subject
-        cached = self._parts.get((subject.subject_key, explain))
-        if cached is not None and cached[0]() is subject:
-            part = cached[1]
-        else:
-            part = _decision_part(subject, answer.warning_rules_version, explain)
-            self._parts[(subject.subject_key, explain)] = (weakref.ref(subject), part)
+        part = self._parts.get(answer.subject, (explain, answer.warning_rules_version))
         own = credit_risk_pb2.ScoreResponse(
             decision_id=answer.decision_id,
             decided_at=timestamp_message(answer.decided_at),

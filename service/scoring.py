@@ -14,10 +14,16 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from audit.chain import CanonicalBody
-from audit.entries import decision_entry_bytes, subject_groups
+from audit.entries import decision_entry_bytes, subject_entry_parts, subject_groups
 from audit.ids import decision_id
 from features.warnings import Severity
-from models.decisions import SEVERITY_ORDER, DecisionBook, SubjectDecision, WarningFlag
+from models.decisions import (
+    SEVERITY_ORDER,
+    DecisionBook,
+    SubjectDecision,
+    SubjectMemo,
+    WarningFlag,
+)
 from records.identifiers import InvalidIdentifier, validate_resident_id, validate_uscc
 from records.pseudonym import Pseudonymiser
 from records.tables import INQUIRY_PURPOSES
@@ -157,6 +163,7 @@ class Scorer:
         self.non_inquiry_purposes = frozenset(non_inquiry_purposes)
         self.decision_log = decision_log
         self.log_gender = log_gender  # setting audit.fairness_by_gender
+        self._entry_parts = SubjectMemo(subject_entry_parts)  # asked again and again
 
     # -- checks -------------------------------------------------------------------------
 
@@ -210,25 +217,15 @@ class Scorer:
                 f"no records on file for this {'entity' if subject_type == 'entity' else 'person'}"
                 f" as of {self.book.as_of.isoformat()}"
             )
-        mine = self._explained(
-            ScoredDecision(
-                decision_id=decision_id(),
-                decided_at=now,
-                subject=found,
-                client=client.name,
-                purpose=purpose,
-                authorization_id=query.authorization_id,
-                request_id=query.request_id,
-                warning_rules_version=self.book.warning_rules_version,
-            ),
-            query.explain,
-        )
+        subject = self._explained(found, query.explain)
+        identifier_of_decision = decision_id()
+        pending = None
         if self.decision_log is not None:
             # Queued before it can be answered or replayed, and answered only once durable:
             # a caller never gets an answer the log lacks (a failed append fails the call).
             pending = self.decision_log.submit(
                 decision_entry_bytes(
-                    decision_id=mine.decision_id,
+                    decision_id=identifier_of_decision,
                     decided_at=now,
                     kind="online",
                     method=channel or method,
@@ -236,16 +233,27 @@ class Scorer:
                     purpose=purpose,
                     authorization_id=query.authorization_id,
                     request_id=query.request_id,
-                    subject=mine.subject,
+                    subject=subject,
                     model=self.book.model,
-                    warning_rules_version=mine.warning_rules_version,
+                    warning_rules_version=self.book.warning_rules_version,
                     reasons_given=query.explain,
                     groups=subject_groups(
                         subject_type, identifier, now.date(), with_gender=self.log_gender
                     ),
+                    subject_parts=self._entry_parts,
                 )
             )
-            mine = replace(mine, logged=pending)
+        mine = ScoredDecision(
+            decision_id=identifier_of_decision,
+            decided_at=now,
+            subject=subject,
+            client=client.name,
+            purpose=purpose,
+            authorization_id=query.authorization_id,
+            request_id=query.request_id,
+            warning_rules_version=self.book.warning_rules_version,
+            logged=pending,
+        )
         answer = self.idempotency.put(client.name, query.request_id, fingerprint, mine)
         if answer is not mine:  # a concurrent retry of the same request stored its answer
             return self._replayed(answer, query.explain, wait_for_log)
@@ -265,10 +273,11 @@ class Scorer:
     ) -> ScoredDecision:
         """The stored answer to an earlier request with the same request_id (its log
         entry may still be on its way: the caller waits as for a new decision)."""
-        replay = replace(stored, replayed=True)
-        return self._explained(replay.durable() if wait_for_log else replay, explain)
+        replay = replace(stored, replayed=True, subject=self._explained(stored.subject, explain))
+        return replay.durable() if wait_for_log else replay
 
-    def _explained(self, answer: ScoredDecision, explain: bool) -> ScoredDecision:
-        if not explain or answer.subject.explained:
-            return answer
-        return replace(answer, subject=self.book.explained(answer.subject))
+    def _explained(self, subject: SubjectDecision, explain: bool) -> SubjectDecision:
+        """``subject`` with its reasons when they are asked for."""
+        if not explain or subject.explained:
+            return subject
+        return self.book.explained(subject)

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.chain import canonical_bytes
-from audit.entries import decision_entry, decision_entry_bytes
+from audit.entries import decision_entry, decision_entry_bytes, subject_entry_parts
 from features.warnings import Severity
-from models.decisions import Evidence, RelatedPartyRef, SubjectDecision, WarningFlag
+from models.decisions import Evidence, RelatedPartyRef, SubjectDecision, SubjectMemo, WarningFlag
 from models.model import Decision, RiskModel
 from models.reasons import Reason
 from models.registry import MODEL_FILE
@@ -119,7 +119,33 @@ def test_bytes_are_the_canonical_bytes_of_the_entry(
         "reasons_given": reasons_given,
         "groups": groups,
     }
-    assert decision_entry_bytes(**arguments).data == canonical_bytes(decision_entry(**arguments))
+    expected = canonical_bytes(decision_entry(**arguments))
+    assert decision_entry_bytes(**arguments).data == expected
+    # The service keeps the subject's part per decision: made once, then reused.
+    memo = SubjectMemo(subject_entry_parts)
+    for _ in range(2):
+        assert decision_entry_bytes(**arguments, subject_parts=memo).data == expected
+
+
+def test_the_subject_part_kept_for_a_decision_is_not_used_for_its_replacement() -> None:
+    old = _plain_subject(600)
+    new = _plain_subject(655)  # a refresh: same subject key, another decision
+    memo = SubjectMemo(subject_entry_parts)
+    assert memo.get(old, False) == subject_entry_parts(old, False)
+    assert memo.get(new, False) == subject_entry_parts(new, False) != memo.get(old, False)
+    assert memo.get(new, True) == subject_entry_parts(new, True)
+
+
+def _plain_subject(score: int) -> SubjectDecision:
+    return SubjectDecision(
+        subject_type="entity",
+        subject_key="91330100MA0000001X",
+        features_as_of=date(2026, 6, 30),
+        decision=Decision(0.05, score, "B", (), False, "v1"),
+        warnings=(),
+        features=np.zeros(2),
+        explained=True,
+    )
 
 
 def test_a_value_json_cannot_hold_is_refused_alike() -> None:
