@@ -287,21 +287,26 @@ def decision_entry_bytes(
     else:
         answer, features = subject_parts.get(subject, reasons_given)
     manifest = model.manifest
-    about = {"type": subject.subject_type, "key": subject.subject_key}
+    # The subject's keys in sorted order: age_band, gender, key, region, type.
+    about: list[str] = []
     if groups:
-        about.update((k, groups[k]) for k in ("region", "age_band", "gender") if k in groups)
-    subject_json = "{" + ",".join(f'"{k}":{_scalar(about[k])}' for k in sorted(about)) + "}"
+        about.extend(f'"{k}":{_scalar(groups[k])}' for k in ("age_band", "gender") if k in groups)
+    about.append(f'"key":{_STRING(subject.subject_key)}')
+    if groups and "region" in groups:
+        about.append(f'"region":{_scalar(groups["region"])}')
+    about.append(f'"type":{_STRING(subject.subject_type)}')
     model_json = _model_json(
         model.version, manifest["artifacts"][MODEL_FILE], manifest["catalog_hash"]
     )
+    # The per-call fields are strings: quoted directly (what _scalar does for a str).
     text = (
-        f'{{"answer":{answer},"authorization_id":{_scalar(authorization_id)},'
-        f'"client":{_scalar(client)},"decision_id":{_scalar(decision_id)},'
+        f'{{"answer":{answer},"authorization_id":{_STRING(authorization_id)},'
+        f'"client":{_STRING(client)},"decision_id":{_STRING(decision_id)},'
         f'"features":{features},'
-        f'"format":{ENTRY_FORMAT},"kind":{_scalar(kind)},"method":{_scalar(method)},'
-        f'"model":{model_json},"purpose":{_scalar(purpose)},'
-        f'"request_id":{_scalar(request_id)},"subject":{subject_json},'
+        f'"format":{ENTRY_FORMAT},"kind":{_STRING(kind)},"method":{_STRING(method)},'
+        f'"model":{model_json},"purpose":{_STRING(purpose)},'
+        f'"request_id":{_STRING(request_id)},"subject":{{{",".join(about)}}},'
         f'"time":"{decided_at.astimezone(UTC).isoformat(timespec="microseconds")}",'
-        f'"warning_rules_version":{_scalar(warning_rules_version)}}}'
+        f'"warning_rules_version":{_STRING(warning_rules_version)}}}'
     )
     return CanonicalBody(text.encode("utf-8"))
