@@ -5,8 +5,8 @@ generator) that reads the store, scans the decision log or waits for alerts. grp
 asyncio server can run such a method on a thread pool by itself, but the method could not
 learn that its call had ended: the done-callbacks of its context only run once it
 returns, so a scan of the whole log would go on for a caller whose deadline had passed,
-and an alert stream would hold its thread after the client left. So this interceptor, the
-innermost, turns each plain method into a coroutine that runs it on the pool with a
+and an alert stream would hold its thread after the client left. So the innermost step of
+the interceptor chain turns each plain method into a coroutine that runs it on the pool with a
 context that knows when the call ended (``is_active``, ``add_callback``), and carries the
 call's context variables (the interceptors' :class:`service.interceptors.CallInfo`) to
 the thread.
@@ -21,13 +21,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from service.interceptors import (
-    HANDLER_KINDS,
-    HandlerWrappingInterceptor,
-    is_coroutine_behaviour,
-)
+from service.interceptors import HANDLER_KINDS, is_coroutine_behaviour
 
-__all__ = ["BlockingCallContext", "BlockingMethodsInterceptor"]
+__all__ = ["BlockingCallContext", "BlockingMethods"]
 
 _DONE = object()
 
@@ -91,14 +87,15 @@ def _in_thread_requests(
         yield item
 
 
-class BlockingMethodsInterceptor(HandlerWrappingInterceptor):
-    """Innermost: runs each plain method on ``pool`` (see the module docstring)."""
+class BlockingMethods:
+    """The interceptor chain's innermost step: runs each plain method on ``pool`` (see
+    the module docstring)."""
 
     def __init__(self, pool: ThreadPoolExecutor) -> None:
-        super().__init__()
         self._pool = pool
 
-    def _wrap(self, method: str, handler: Any) -> Any:
+    def adapt(self, method: str, handler: Any) -> Any:
+        """``handler`` with its behaviour made a coroutine (a coroutine: as it is)."""
         for kind, make, streams_out in HANDLER_KINDS:
             behaviour = getattr(handler, kind)
             if not behaviour:

@@ -47,7 +47,7 @@ from records.runtime import make_ingestor, make_pseudonymiser, open_store
 from records.store import RecordStore
 from service.alerts import AlertLog
 from service.audit_servicer import AuditServicer
-from service.blocking import BlockingMethodsInterceptor
+from service.blocking import BlockingMethods
 from service.clients import ClientRegistry
 from service.idempotency import IdempotencyCache
 from service.inquiries import InquiryRecorder
@@ -57,6 +57,7 @@ from service.interceptors import (
     CallMetrics,
     DecodeInterceptor,
     ErrorInterceptor,
+    InterceptorChain,
     ObservabilityInterceptor,
 )
 from service.monitoring import Monitoring
@@ -293,11 +294,15 @@ class CreditRiskServer:
         server = grpc.aio.server(
             migration_thread_pool=self._pool,
             interceptors=[
-                ObservabilityInterceptor(self.metrics),
-                ErrorInterceptor(),
-                AuthInterceptor(self.clients, self.quotas),
-                DecodeInterceptor(),
-                BlockingMethodsInterceptor(self._pool),
+                InterceptorChain(
+                    [
+                        ObservabilityInterceptor(self.metrics),
+                        ErrorInterceptor(),
+                        AuthInterceptor(self.clients, self.quotas),
+                        DecodeInterceptor(),
+                    ],
+                    adapt=BlockingMethods(self._pool).adapt,
+                )
             ],
             options=options,
             maximum_concurrent_rpcs=None,
