@@ -39,7 +39,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.clients import Client, ClientRegistry, Role
-from service.logs import CALL_FIELDS
+from service.logs import CallLog
 from service.problems import InvalidRequest, PermissionDenied, RequestProblem, Unauthenticated
 from service.quotas import QuotaBook
 from service.status import failure_of, grpc_status
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("creditrisk.errors")
-call_log = logging.getLogger("creditrisk.calls")
+call_log = CallLog()
 REQUEST_ID_HEADER = "x-request-id"
 # Request ids the server makes up: unique per process start, cheap (no uuid syscall).
 _ID_PREFIX = secrets.token_hex(4)
@@ -374,18 +374,15 @@ class ObservabilityInterceptor(CallInterceptor):
             self._series[(call.method, code)] = series
         series[0].inc()
         series[1].observe(elapsed)
-        call_log.info(
-            "call",
-            extra={
-                CALL_FIELDS: {
-                    "request_id": call.request_id,
-                    "client": call.client.name if call.client else None,
-                    "method": call.method,
-                    "status": code,
-                    "latency_ms": round(elapsed * 1000, 3),
-                    **call.extra,
-                }
-            },
+        call_log.write(
+            {
+                "request_id": call.request_id,
+                "client": call.client.name if call.client else None,
+                "method": call.method,
+                "status": code,
+                "latency_ms": round(elapsed * 1000, 3),
+                **call.extra,
+            }
         )
         return None
 
