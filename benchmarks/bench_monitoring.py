@@ -66,7 +66,7 @@ def _serve(
     server.start()
     server.load_and_serve()
     assert server.runtime is not None
-    while server.runtime.book.pending():  # steady state: reasons computed
+    while not server.runtime.refresher.caught_up():  # steady state: reasons, answer parts
         time.sleep(0.2)
     if beside is not None:
         threading.Thread(target=beside, args=(server.runtime,), daemon=True).start()

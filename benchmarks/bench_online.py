@@ -147,7 +147,7 @@ def _serve_real(
     assert server.runtime is not None
     if log == "off":
         server.runtime.scorer.decision_log = None
-    while server.runtime.book.pending():  # steady state: every decision's reasons computed
+    while not server.runtime.refresher.caught_up():  # steady state: reasons, answer parts
         time.sleep(0.2)
     port_queue.put(server.port)
     stop.wait()

@@ -159,6 +159,18 @@ class SubjectMemo(Generic[_Derived]):
         self._values[key] = (weakref.ref(subject), value)  # a lost race derives it twice
         return value
 
+    def prepare(self, subjects: Iterable[SubjectDecision], variant: Hashable) -> int:
+        """Derive ahead of the requests what is not yet kept for ``subjects``; returns
+        how many were derived."""
+        made = 0
+        for subject in subjects:
+            key = (subject.subject_key, variant)
+            kept = self._values.get(key)
+            if kept is None or kept[0]() is not subject:
+                self._values[key] = (weakref.ref(subject), self._derive(subject, variant))
+                made += 1
+        return made
+
 
 def _evidence(item: dict[str, Any]) -> Evidence:
     raw_date = item.get("date")
@@ -244,6 +256,10 @@ class DecisionBook:
 
     def lookup(self, subject_key: str) -> SubjectDecision | None:
         return self._decisions.get(subject_key)
+
+    def decisions(self) -> list[SubjectDecision]:
+        """Every subject's current decision (a snapshot)."""
+        return list(self._decisions.values())
 
     def rebuild(self, warnings: pl.DataFrame) -> None:
         """Decide every subject of the feature store, without reasons (see

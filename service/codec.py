@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -220,6 +221,11 @@ class ScoreResponseEncoder:
     def _part(subject: SubjectDecision, variant: tuple[bool, str]) -> bytes:
         explain, rules = variant
         return _decision_part(subject, rules, explain)
+
+    def prepare(self, subjects: Iterable[SubjectDecision], warning_rules_version: str) -> int:
+        """Serialise ahead of the requests the part of these subjects' answers without
+        reasons (what most calls ask); returns how many were made."""
+        return self._parts.prepare(subjects, (False, warning_rules_version))
 
     def encode(self, answer: ScoredDecision, *, explain: bool, stream_index: int = 0) -> bytes:
         part = self._parts.get(answer.subject, (explain, answer.warning_rules_version))

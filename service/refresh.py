@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -73,6 +73,8 @@ class Refresher:
         self._busy = False
         self._stopping = False
         self._explain_due = True  # a freshly built book has no reasons yet
+        self._preparers: list[Callable[[list[SubjectDecision]], int]] = []
+        self._prepare_due = False
         self._interrupt = threading.Event()  # new work: the reasons can wait
         self.failures = 0
         self.explained = 0
@@ -80,6 +82,22 @@ class Refresher:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh-flags")
         self._thread = threading.Thread(target=self._run, name="refresh", daemon=True)
         self._thread.start()
+
+    def add_preparer(self, prepare: Callable[[list[SubjectDecision]], int]) -> None:
+        """Have ``prepare(decisions)`` called in idle time, once the reasons are done, with
+        every current decision (a chunk at a time): what answers and log entries take from
+        a subject's decision alone is then made before anyone asks (``prepare`` skips what
+        it already made for the same decision)."""
+        with self._condition:
+            self._preparers.append(prepare)
+            self._prepare_due = True
+            self._condition.notify_all()
+
+    def caught_up(self) -> bool:
+        """Whether nothing is queued, being refreshed, or due in idle time (reasons,
+        prepared answers)."""
+        with self._condition:
+            return not (self._queue or self._busy or self._explain_due or self._prepare_due)
 
     def submit(self, subject_keys: Iterable[str]) -> int:
         """Queue subjects for refresh; returns how many were given."""
@@ -112,7 +130,12 @@ class Refresher:
         while True:
             with self._condition:
                 self._condition.wait_for(
-                    lambda: bool(self._queue) or self._stopping or self._explain_due
+                    lambda: (
+                        bool(self._queue)
+                        or self._stopping
+                        or self._explain_due
+                        or self._prepare_due
+                    )
                 )
                 if not self._queue and self._stopping:
                     return
@@ -121,7 +144,10 @@ class Refresher:
                 self._busy = bool(keys)
                 self._interrupt.clear()
             if not keys:
-                self._explain()
+                if self._explain_due:
+                    self._explain()
+                else:
+                    self._prepare()
                 continue
             try:
                 self.last = self.refresh(keys)
@@ -139,10 +165,38 @@ class Refresher:
         done = self.book.explain_pending(stop=self._interrupt)
         self.explained += done
         if not self._interrupt.is_set():
-            self._explain_due = False
+            with self._condition:
+                self._explain_due = False
+                self._prepare_due = bool(self._preparers)
         if done:
             _log.info(
                 "reasons of %d decisions computed in %.1f s", done, time.perf_counter() - started
+            )
+
+    def _prepare(self, chunk: int = 4_096) -> None:
+        started = time.perf_counter()
+        with self._condition:
+            preparers = list(self._preparers)
+        decisions = self.book.decisions()
+        made = 0
+        for start in range(0, len(decisions), chunk):
+            if self._interrupt.is_set():
+                return  # still due: after the refresh
+            part = decisions[start : start + chunk]
+            for prepare in preparers:
+                try:
+                    made += prepare(part)
+                except Exception:  # answers are then made on request, as before
+                    _log.exception("preparing answers failed")
+        with self._condition:
+            if not self._interrupt.is_set():
+                self._prepare_due = False
+        if made:
+            _log.info(
+                "%d answer parts of %d decisions made ahead in %.1f s",
+                made,
+                len(decisions),
+                time.perf_counter() - started,
             )
 
     def refresh(self, subject_keys: list[str]) -> RefreshOutcome:

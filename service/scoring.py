@@ -8,7 +8,7 @@ and time, remembers it for idempotent retries and records the query as a credit 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Protocol
@@ -164,6 +164,11 @@ class Scorer:
         self.decision_log = decision_log
         self.log_gender = log_gender  # setting audit.fairness_by_gender
         self._entry_parts = SubjectMemo(subject_entry_parts)  # asked again and again
+
+    def prepare(self, subjects: Iterable[SubjectDecision]) -> int:
+        """Make ahead of the requests the subject's part of these subjects' log entries
+        (without reasons: what most calls ask); returns how many were made."""
+        return self._entry_parts.prepare(subjects, False)
 
     # -- checks -------------------------------------------------------------------------
 

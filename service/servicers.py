@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from creditrisk.v1 import credit_risk_pb2, credit_risk_pb2_grpc
+from models.decisions import SubjectDecision
 from models.model import RiskModel
 from models.registry import MODEL_FILE, ModelNotFoundError, ModelRegistry
 from service.codec import (
@@ -66,6 +67,12 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         """Start answering from ``scorer`` and ``monitoring`` (until then: UNAVAILABLE)."""
         self.monitoring = monitoring
         self.scorer = scorer
+
+    def prepare(self, decisions: list[SubjectDecision]) -> int:
+        """Serialise ahead of the requests these subjects' answer parts (see
+        :meth:`ScoreResponseEncoder.prepare`); returns how many were made."""
+        scorer = self._ready()
+        return self.encoder.prepare(decisions, scorer.book.warning_rules_version)
 
     def _waiter(self) -> DurableWaiter:
         """The waiter for decision-log entries on the server's event loop (the running

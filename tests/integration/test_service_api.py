@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 import grpc
@@ -26,7 +27,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from creditrisk.v1 import common_pb2, credit_risk_pb2, credit_risk_pb2_grpc
 from features.warning_eval import evaluate_warnings
 from records.runtime import make_pseudonymiser
+from service.codec import ScoreResponseEncoder
 from service.logs import configure_logging
+from service.scoring import ScoredDecision
 from service.server import CreditRiskServer
 from service.status import INTERNAL_MESSAGE
 from settings import load_settings
@@ -584,6 +587,45 @@ def test_decided_vectors_are_read_only(live_server: CreditRiskServer) -> None:
     assert found is not None
     with pytest.raises(ValueError):
         found.features[0] = np.nan
+
+
+def test_answer_parts_are_made_in_idle_time_for_every_decision(
+    live_server: CreditRiskServer, stub: Any, lender: Any
+) -> None:
+    runtime = live_server.runtime
+    assert runtime is not None
+    given: list[str] = []
+
+    def record(decisions: list[Any]) -> int:
+        given.extend(found.subject_key for found in decisions)
+        return len(decisions)
+
+    runtime.refresher.add_preparer(record)
+    deadline = time.monotonic() + 120
+    while not runtime.refresher.caught_up() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runtime.refresher.caught_up()
+    assert sorted(given) == sorted(found.subject_key for found in runtime.book.decisions())
+    assert len(given) == len(runtime.book) > 0
+    # The parts made ahead are the ones a request would make: the answer is the same.
+    key = entity_keys(live_server)[0]
+    found = runtime.book.lookup(key)
+    assert found is not None
+    answer = stub.Score(entity(key), metadata=lender)
+    fresh = ScoreResponseEncoder().encode(
+        ScoredDecision(
+            decision_id=answer.decision_id,
+            decided_at=answer.decided_at.ToDatetime(tzinfo=UTC),
+            subject=found,
+            client="demo-lender",
+            purpose="post_loan_management",
+            authorization_id="",
+            request_id=answer.request_id,
+            warning_rules_version=runtime.book.warning_rules_version,
+        ),
+        explain=False,
+    )
+    assert answer == credit_risk_pb2.ScoreResponse.FromString(fresh)
 
 
 def test_reasons_computed_behind_equal_reasons_computed_per_row(
