@@ -167,17 +167,14 @@ class _Request:
     # the lock itself, so a commit wakes exactly its own waiters, in C (a Condition's
     # notify_all woke every waiting call thread for each group commit).
     finished: Any = field(default_factory=threading.Lock)
-    callbacks: list[Callable[[], None]] | None = None
 
     def __post_init__(self) -> None:
         self.finished.acquire()
 
-    def finish(self) -> list[Callable[[], None]]:
-        """Mark done (under the log's lock); the callbacks to run once it is released."""
+    def finish(self) -> None:
+        """Mark done (under the log's lock)."""
         self.done = True
         self.finished.release()
-        callbacks, self.callbacks = self.callbacks, None
-        return callbacks or []
 
 
 class PendingAppend:
@@ -194,18 +191,6 @@ class PendingAppend:
     def result(self) -> Receipt:
         """Wait until the entry is durable; its receipt (or the write's error)."""
         return self._log._wait([self._request])[0]
-
-    def add_done_callback(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once the entry is durable or its write failed: at once on
-        this thread if it already is, else on the log's writer thread (so it must be
-        quick and must not raise; an event loop's ``call_soon_threadsafe`` is)."""
-        with self._log._lock:
-            if not self._request.done:
-                if self._request.callbacks is None:
-                    self._request.callbacks = []
-                self._request.callbacks.append(callback)
-                return
-        callback()
 
 
 class DecisionLog:
@@ -232,6 +217,7 @@ class DecisionLog:
         self._max_batch = max_batch
         self._commit_delay = commit_delay
         self._last_batch = 0  # entries in the last group commit
+        self._listeners: tuple[Callable[[], None], ...] = ()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue: deque[_Request] = deque()
@@ -280,12 +266,21 @@ class DecisionLog:
 
     def submit(self, entry: Mapping[str, Any] | CanonicalBody) -> PendingAppend:
         """Queue one entry and return at once; :meth:`PendingAppend.result` waits until it
-        is durable (or :meth:`PendingAppend.add_done_callback` says so). For a caller with
-        many decisions in flight (a stream, an event loop), so that they share group
-        commits instead of each waiting for its own."""
+        is durable (:meth:`PendingAppend.done` says whether it is; a commit listener hears
+        when it may have become so). For a caller with many decisions in flight (a stream,
+        an event loop), so that they share group commits instead of each waiting for its
+        own."""
         request = _Request([_body_bytes(entry)])
         self._enqueue([request])
         return PendingAppend(self, request)
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` on the writer thread after each group commit, once the
+        entries it held are done (durable, or failed): so it must be quick and must not
+        raise (an event loop's ``call_soon_threadsafe`` is). One call per commit, not per
+        entry: a waiter for many entries checks which are done."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
 
     def append_many(self, entries: Sequence[Mapping[str, Any] | CanonicalBody]) -> list[Receipt]:
         """Append entries with consecutive sequence numbers. If a write fails part of the
@@ -348,27 +343,26 @@ class DecisionLog:
                 except BaseException as exc:  # the files' state is unknown now
                     logger.exception("decision log %s: write failed", self._directory)
                     failure = exc
-            callbacks: list[Callable[[], None]] = []
             with self._lock:
                 if failure is not None:
                     self._failure = failure
                     for request in batch:
                         request.error = failure
-                        callbacks.extend(request.finish())
+                        request.finish()
                 else:
                     for request, got in zip(batch, receipts, strict=True):
                         request.receipts = got
-                        callbacks.extend(request.finish())
+                        request.finish()
                     self._committed = self._next_sequence
                     self._entries += count
                     self._batches += 1
                     self._largest = max(self._largest, count)
                     self._last_batch = count
-            for callback in callbacks:
+            for listener in self._listeners:
                 try:
-                    callback()
-                except Exception:  # a waiter's fault must not stop the log
-                    logger.exception("decision log %s: a done callback failed", self._directory)
+                    listener()
+                except Exception:  # a listener's fault must not stop the log
+                    logger.exception("decision log %s: a commit listener failed", self._directory)
             if failure is None:
                 try:
                     self._write_head(durable=False)

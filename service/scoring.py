@@ -51,14 +51,15 @@ class PendingRecord(Protocol):
 
     def result(self) -> object: ...
 
-    def add_done_callback(self, callback: Callable[[], None]) -> None: ...
-
 
 class DecisionRecorder(Protocol):
     """Where decisions are logged (``audit.log.DecisionLog``): ``submit`` queues an entry,
-    its ``result()`` returns once the entry is durable."""
+    its ``result()`` returns once the entry is durable; a commit listener is called after
+    each group commit."""
 
     def submit(self, entry: CanonicalBody) -> PendingRecord: ...
+
+    def add_commit_listener(self, listener: Callable[[], None]) -> None: ...
 
 
 @dataclass(frozen=True)

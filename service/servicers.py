@@ -75,10 +75,11 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         return self.encoder.prepare(decisions, scorer.book.warning_rules_version)
 
     def _waiter(self) -> DurableWaiter:
-        """The waiter for decision-log entries on the server's event loop (the running
-        one: Score and ScoreStream run there, and only there)."""
-        if self._durable is None:
-            self._durable = DurableWaiter(asyncio.get_running_loop())
+        """The waiter for the scorer's decision-log entries on the server's event loop
+        (the running one: Score and ScoreStream run there, and only there)."""
+        log = self._ready().decision_log
+        if self._durable is None or self._durable.log is not log:
+            self._durable = DurableWaiter(asyncio.get_running_loop(), log)
         return self._durable
 
     def _monitoring(self) -> Monitoring:

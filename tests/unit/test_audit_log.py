@@ -195,12 +195,12 @@ def test_concurrent_appends_are_group_committed(
     assert stats.batches <= calls < 1500  # at os.fsync itself: + a few head/dir ones
 
 
-def test_done_callbacks_run_once_after_the_entry_is_durable(
+def test_commit_listeners_hear_each_commit_once_its_entries_are_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What an event loop waits on: the writer calls back once the entry's fsync
-    returned (never before), a callback added to a durable entry runs at once on the
-    caller's thread, and a failed write calls back too (result() then raises)."""
+    """What an event loop waits on: after each group commit the writer calls the commit
+    listeners, once the entries are done (the fsync returned: never before), and after a
+    failed write too (result() then raises)."""
     log = DecisionLog(tmp_path / "audit")
     fsynced = threading.Event()
     release = threading.Event()
@@ -213,9 +213,9 @@ def test_done_callbacks_run_once_after_the_entry_is_durable(
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
     pending = log.submit(body(0))
-    called: list[tuple[bool, str]] = []
-    pending.add_done_callback(
-        lambda: called.append((fsynced.is_set(), threading.current_thread().name))
+    called: list[tuple[bool, bool, str]] = []
+    log.add_commit_listener(
+        lambda: called.append((fsynced.is_set(), pending.done(), threading.current_thread().name))
     )
     assert not pending.done() and called == []  # the fsync has not returned
     release.set()
@@ -223,18 +223,16 @@ def test_done_callbacks_run_once_after_the_entry_is_durable(
     deadline = time.monotonic() + 10
     while not called and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert called == [(True, f"decision-log-writer:{(tmp_path / 'audit').name}")]
+    assert called == [(True, True, f"decision-log-writer:{(tmp_path / 'audit').name}")]
     assert receipt.sequence == 0
-    pending.add_done_callback(lambda: called.append((True, threading.current_thread().name)))
-    assert called[1] == (True, threading.current_thread().name)  # at once, here
 
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", failing)
-    failed = log.submit(body(1))
     woke = threading.Event()
-    failed.add_done_callback(woke.set)
+    log.add_commit_listener(woke.set)
+    failed = log.submit(body(1))
     assert woke.wait(10) and failed.done()
     with pytest.raises(DecisionLogError, match="write failed"):
         failed.result()
