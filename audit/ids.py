@@ -52,6 +52,7 @@ class _RandomPool:
 
 
 _RANDOM = _RandomPool()
+_PAIRS = [first + second for first in _ALPHABET for second in _ALPHABET]  # by 10-bit value
 _last_time: tuple[int, str] = (-1, "")  # (milliseconds, their 10 characters): one per ms
 
 
@@ -62,7 +63,14 @@ def _time_characters(millis: int) -> str:
     cached = _last_time
     if cached[0] == millis:
         return cached[1]
-    text = _encode(millis << 80)[:10]
+    pairs = _PAIRS  # 10 characters = 50 bits (the top 2 are zero), 10 bits a pair
+    text = (
+        pairs[millis >> 40 & 1023]
+        + pairs[millis >> 30 & 1023]
+        + pairs[millis >> 20 & 1023]
+        + pairs[millis >> 10 & 1023]
+        + pairs[millis & 1023]
+    )
     _last_time = (millis, text)  # one tuple: other threads see the old pair or the new
     return text
 

@@ -110,3 +110,9 @@ def test_ids_made_past_one_random_chunk_stay_distinct_and_keep_their_time() -> N
     ids = [decision_id(NOW_MS + i // 1000) for i in range(3 * 256 + 5)]  # > 3 chunks
     assert len(set(ids)) == len(ids)
     assert [decision_id_time_ms(i) for i in ids] == [NOW_MS + i // 1000 for i in range(len(ids))]
+
+
+@given(st.integers(min_value=0, max_value=2**48 - 1))
+def test_the_time_characters_are_the_encoding_of_the_time(millis: int) -> None:
+    assert decision_id(millis)[:10] == _encode(millis << 80)[:10]
+    assert decision_id_time_ms(decision_id(millis)) == millis
