@@ -176,6 +176,14 @@ class Scorer:
     def subject_key(self, subject: SubjectQuery, today: date) -> tuple[str, str, str]:
         """(subject_type, subject_key, identifier) of a valid identifier; the key of a
         person is its pseudonym."""
+        uscc = subject.uscc
+        if uscc is not None and subject.resident_id is None:
+            # An entity the book holds is keyed by its code as ingestion validated it:
+            # checking the code again would tell nothing (the type check keeps a person's
+            # pseudonym sent as a code from being taken for an entity).
+            known = self.book.lookup(uscc)
+            if known is not None and known.subject_type == "entity":
+                return "entity", uscc, uscc
         return subject_identity(subject, self.pseudonymiser, today)
 
     def _check(self, query: ScoreQuery, subject_type: str) -> str:

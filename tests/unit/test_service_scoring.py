@@ -1,13 +1,14 @@
 """service.scoring.Scorer: the request checks (subject, purpose, references, consent).
 
-Only the checks are tested here; they need no decision book (see the integration tests
-for whole calls)."""
+Only the checks are tested here; their only use of the decision book is a lookup (see the
+integration tests for whole calls)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 from conftest import TEST_SECRET, TODAY, make_resident_id, make_uscc
@@ -21,14 +22,29 @@ USCC = make_uscc(4711)
 RESIDENT_ID = make_resident_id(123)
 
 
-@pytest.fixture
-def scorer() -> Scorer:
+class Book:
+    """The part of a decision book the checks use: which subjects it holds."""
+
+    def __init__(self, held: dict[str, str] | None = None) -> None:
+        self.held = held or {}  # subject key -> subject type
+
+    def lookup(self, subject_key: str) -> SimpleNamespace | None:
+        kind = self.held.get(subject_key)
+        return None if kind is None else SimpleNamespace(subject_type=kind)
+
+
+def scorer_with(book: Book) -> Scorer:
     return Scorer(
-        None,  # type: ignore[arg-type]  # the checks never touch the book
+        book,  # type: ignore[arg-type]
         Pseudonymiser(TEST_SECRET),
         inquiries=None,
         idempotency=IdempotencyCache[ScoredDecision](0, 0),
     )
+
+
+@pytest.fixture
+def scorer() -> Scorer:
+    return scorer_with(Book())
 
 
 def with_check_character(identifier: str, replacement: str) -> str:
@@ -49,6 +65,19 @@ def query(purpose: str | None = "loan_approval", **fields: str) -> ScoreQuery:
 
 def test_a_valid_uscc_is_an_entity_keyed_by_itself(scorer: Scorer) -> None:
     assert scorer.subject_key(SubjectQuery(uscc=USCC), TODAY) == ("entity", USCC, USCC)
+
+
+def test_an_entity_the_book_holds_is_keyed_by_its_code() -> None:
+    held = scorer_with(Book({USCC: "entity"}))
+    assert held.subject_key(SubjectQuery(uscc=USCC), TODAY) == ("entity", USCC, USCC)
+
+
+def test_a_person_s_pseudonym_sent_as_a_code_is_not_taken_for_an_entity() -> None:
+    pseudonym = Pseudonymiser(TEST_SECRET).person_key(RESIDENT_ID)
+    held = scorer_with(Book({pseudonym: "person"}))
+    with pytest.raises(InvalidRequest) as caught:
+        held.subject_key(SubjectQuery(uscc=pseudonym), TODAY)
+    assert caught.value.field == "subject.uscc"
 
 
 def test_a_valid_resident_id_is_a_person_keyed_by_its_pseudonym(scorer: Scorer) -> None:
