@@ -36,10 +36,13 @@ file) is created. One writer thread does all the writing (group commit): it take
 everything queued (up to ``max_batch`` entries), computes each entry's hash in order,
 writes all the lines with one ``write()`` and, with ``fsync=True``, one ``fsync()``, and
 only then wakes the appenders. With a ``commit_delay``, when the last group held more than
-one entry (others are appending at the same time), the writer first waits that long for
-the group to fill: each commit's fixed cost (system calls, the hand-over to the writer
-thread and back) is then shared by more entries, at the price of up to that delay per
-decision under load; a lone appender (the last group held one entry) is never delayed.
+one entry (others are appending at the same time), the writer first waits, at most that
+long, until as many entries are queued as the last group held: each commit's fixed cost
+(system calls, the hand-over to the writer thread and back, and the answers going out
+together) is then shared by more entries. A group that fills at once is not delayed (a
+few callers each waiting for their answer before asking again are answered as soon as
+they have all asked), nor is a lone appender (the last group held one entry); only a
+group smaller than the last one waits out the delay.
 So with ``fsync=True`` an acknowledged entry survives a
 power loss (as far as the storage honours flushes); with ``fsync=False`` it survives the
 process being killed, ``kill -9`` included, because ``write()`` had returned and the data
@@ -140,7 +143,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_pause = time.sleep  # the commit delay's wait (a name of its own, for the tests)
 
 
 class LogClosedError(DecisionLogError):
@@ -217,6 +219,8 @@ class DecisionLog:
         self._max_batch = max_batch
         self._commit_delay = commit_delay
         self._last_batch = 0  # entries in the last group commit
+        self._queued = 0  # entries in the queue
+        self._wanted = 1  # queued entries that wake the writer (more while a group fills)
         self._listeners: tuple[Callable[[], None], ...] = ()
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
@@ -303,7 +307,9 @@ class DecisionLog:
             if self._closing:
                 raise LogClosedError(f"decision log {self._directory} is closed")
             self._queue.extend(requests)
-            self._work.notify()
+            self._queued += sum(len(request.bodies) for request in requests)
+            if self._queued >= self._wanted:
+                self._work.notify()
 
     def _wait(self, requests: list[_Request]) -> list[Receipt]:
         last = requests[-1]  # one writer, in queue order: the last done means all done
@@ -325,10 +331,17 @@ class DecisionLog:
             with self._lock:
                 while not self._queue and not self._closing:
                     self._work.wait()
-                gather = self._commit_delay > 0 and self._last_batch > 1 and not self._closing
-            if gather:  # others were committing together: let the group fill up first
-                _pause(self._commit_delay)
-            with self._lock:
+                target = self._last_batch if self._commit_delay > 0 else 0
+                if target > 1 and self._queued < target:
+                    # Others were committing together: let the group fill up first.
+                    self._wanted = target
+                    deadline = time.monotonic() + self._commit_delay
+                    while self._queued < target and not self._closing:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._work.wait(remaining)
+                    self._wanted = 1
                 if not self._queue:
                     return
                 batch = [self._queue.popleft()]
@@ -336,6 +349,7 @@ class DecisionLog:
                 while self._queue and count + len(self._queue[0].bodies) <= self._max_batch:
                     count += len(self._queue[0].bodies)
                     batch.append(self._queue.popleft())
+                self._queued -= count
                 failure = self._failure
             if failure is None:
                 try:

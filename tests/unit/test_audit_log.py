@@ -240,40 +240,45 @@ def test_commit_listeners_hear_each_commit_once_its_entries_are_done(
     log.close()
 
 
-def test_the_commit_delay_waits_only_after_a_group_of_several(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_after_a_group_the_writer_waits_for_as_many_entries_at_most_the_delay(
+    tmp_path: Path,
 ) -> None:
-    """A commit follows a group of several entries (appenders at the same time): the
-    writer waits ``commit_delay`` first, and what arrives meanwhile joins the group. After
-    a lone entry it does not wait."""
-    import audit.log as log_module
-
-    log = DecisionLog(tmp_path / "audit", fsync=False, commit_delay=0.25)
-    waits: list[float] = []
-    late: list[Any] = []
-
-    def pause(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) == 1:  # an entry arriving during the wait is committed with it
-            late.append(log.submit(body(99)))
-
-    monkeypatch.setattr(log_module, "_pause", pause)
+    """After a group of several entries (appenders at the same time) the writer waits,
+    at most ``commit_delay``, until as many are queued as that group held: a group that
+    fills is committed at once, entries arriving meanwhile join it, and a smaller group
+    is committed when the delay is up. After a lone entry it does not wait."""
+    log = DecisionLog(tmp_path / "audit", fsync=False, commit_delay=60)
     log.append(body(0))
-    log.append(body(1))
-    assert waits == []  # groups of one: never delayed
+    log.append(body(1))  # groups of one: never delayed (else this would take a minute)
     log.append_many([body(2), body(3)])  # a group of two
-    assert waits == []  # the group itself was not delayed
-    receipt = log.append(body(4))  # follows a group of several: waits, and 99 joins it
-    assert waits == [0.25]
-    assert late[0].result().sequence == receipt.sequence + 1
+    first = log.submit(body(4))  # the writer waits for a second entry...
+    time.sleep(0.2)
+    assert not first.done()
+    second = log.submit(body(5))  # ...which fills the group: committed together, at once
+    assert second.result().sequence == first.result().sequence + 1 == 5
     stats = log.stats()
     assert stats.batches == 4 and stats.largest_batch == 2
-    log.append(body(5))  # that group held two (4 and 99): waits again
-    log.append(body(6))  # after a group of one: does not
-    assert waits == [0.25, 0.25]
+    log.close()
+
+    quick = DecisionLog(tmp_path / "quick", fsync=False, commit_delay=0.2)
+    quick.append_many([body(0), body(1), body(2)])
+    started = time.monotonic()
+    quick.append(body(3))  # fewer than the last group: committed when the delay is up
+    assert time.monotonic() - started >= 0.2
+    assert quick.stats().batches == 2
+    quick.close()
     with pytest.raises(ValueError, match="commit_delay"):
         DecisionLog(tmp_path / "other", commit_delay=-1)
-    log.close()
+
+
+def test_closing_does_not_wait_for_a_group_to_fill(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "audit", fsync=False, commit_delay=60)
+    log.append_many([body(0), body(1)])
+    pending = log.submit(body(2))  # the writer waits for a second entry
+    time.sleep(0.1)
+    log.close()  # writes what is queued without waiting out the delay
+    assert pending.done() and pending.result().sequence == 2
+    assert verify_log(tmp_path / "audit").entries == 3
 
 
 # -- restart, torn tail, locking, closing -------------------------------------------------
