@@ -14,6 +14,7 @@ the next materialisation (features are point in time: see docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -37,6 +38,14 @@ __all__ = ["RefreshOutcome", "Refresher"]
 
 _log = logging.getLogger("creditrisk.refresh")
 _KEY = "subject_key"
+
+
+def _settled() -> None:
+    """The decisions (and their answer parts) live until a refresh replaces them: out of
+    the cyclic collector's sight, or each full collection walks them all (~0.3 s with the
+    GIL held, every call in flight waiting, at 50k subjects). They hold no reference
+    cycles: a replaced one is freed by its reference count as before."""
+    gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,8 @@ class Refresher:
             with self._condition:
                 self._explain_due = False
                 self._prepare_due = bool(self._preparers)
+            if not self._prepare_due:
+                _settled()
         if done:
             _log.info(
                 "reasons of %d decisions computed in %.1f s", done, time.perf_counter() - started
@@ -191,6 +202,7 @@ class Refresher:
         with self._condition:
             if not self._interrupt.is_set():
                 self._prepare_due = False
+        _settled()
         if made:
             _log.info(
                 "%d answer parts of %d decisions made ahead in %.1f s",
