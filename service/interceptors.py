@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from service.clients import Client, ClientRegistry, Role
@@ -77,6 +78,8 @@ class CallInfo:
     client: Client | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     code: str | None = None  # the status code name, once a problem set it
+    # The call's metadata, read once: grpc builds a new copy at each read.
+    metadata: tuple[tuple[str, Any], ...] = ()
 
 
 _CALL: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("call", default=None)
@@ -323,10 +326,10 @@ class CallMetrics:
         )
 
 
-def _request_id(request: Any, context: Any) -> str:
-    value = getattr(request, "request_id", "") if hasattr(request, "DESCRIPTOR") else ""
+def _request_id(request: Any, metadata: tuple[tuple[str, Any], ...]) -> str:
+    value = getattr(request, "request_id", "") if isinstance(request, Message) else ""
     if not value:
-        for key, item in context.invocation_metadata() or ():
+        for key, item in metadata:
             if key == REQUEST_ID_HEADER and isinstance(item, str):
                 value = item
                 break
@@ -346,7 +349,9 @@ class ObservabilityInterceptor(CallInterceptor):
         self._series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
-        call = CallInfo(method, _request_id(request, context), time.perf_counter())
+        metadata = tuple(context.invocation_metadata() or ())
+        call = CallInfo(method, _request_id(request, metadata), time.perf_counter())
+        call.metadata = metadata
         return request, (call, _CALL.set(call), context)
 
     def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
@@ -420,7 +425,8 @@ class AuthInterceptor(CallInterceptor):
 
     def authenticate(self, context: Any) -> Client:
         header = None
-        for key, value in context.invocation_metadata() or ():
+        call = _CALL.get()
+        for key, value in call.metadata if call else context.invocation_metadata() or ():
             if key == "authorization":
                 header = value
                 break
@@ -484,7 +490,8 @@ class DecodeInterceptor(CallInterceptor):
     def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
         if isinstance(request, MalformedRequest):
             _malformed(request)
-        if isinstance(request, AsyncIterator):  # a client stream: check each as it comes
+        # A client stream (not a message, and not the ABC check first: that costs a call)
+        if not isinstance(request, Message) and isinstance(request, AsyncIterator):
             return _decoded(request), None
         return request, None
 
