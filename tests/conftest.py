@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -184,3 +185,15 @@ def held_open_elsewhere(database: Path) -> Iterator[int]:
     finally:
         holder.kill()
         holder.wait()
+
+
+class HeldSubjects:
+    """The part of a decision book the request checks use: which subjects it holds
+    (subject key -> subject type)."""
+
+    def __init__(self, held: dict[str, str] | None = None) -> None:
+        self.held = held or {}
+
+    def lookup(self, subject_key: str) -> SimpleNamespace | None:
+        kind = self.held.get(subject_key)
+        return None if kind is None else SimpleNamespace(subject_type=kind)

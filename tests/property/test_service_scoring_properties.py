@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TEST_SECRET, TODAY, make_resident_id, make_uscc
+from conftest import TEST_SECRET, TODAY, HeldSubjects, make_resident_id, make_uscc
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,7 +13,7 @@ from service.problems import InvalidRequest
 from service.scoring import ScoredDecision, Scorer, SubjectQuery
 
 SCORER = Scorer(
-    None,  # type: ignore[arg-type]
+    HeldSubjects(),  # type: ignore[arg-type]  # holds nobody: every identifier is checked
     Pseudonymiser(TEST_SECRET),
     inquiries=None,
     idempotency=IdempotencyCache[ScoredDecision](0, 0),

@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import date
-from types import SimpleNamespace
 
 import pytest
-from conftest import TEST_SECRET, TODAY, make_resident_id, make_uscc
+from conftest import TEST_SECRET, TODAY, HeldSubjects, make_resident_id, make_uscc
 
 from records.pseudonym import Pseudonymiser
 from service.idempotency import IdempotencyCache
@@ -22,18 +21,7 @@ USCC = make_uscc(4711)
 RESIDENT_ID = make_resident_id(123)
 
 
-class Book:
-    """The part of a decision book the checks use: which subjects it holds."""
-
-    def __init__(self, held: dict[str, str] | None = None) -> None:
-        self.held = held or {}  # subject key -> subject type
-
-    def lookup(self, subject_key: str) -> SimpleNamespace | None:
-        kind = self.held.get(subject_key)
-        return None if kind is None else SimpleNamespace(subject_type=kind)
-
-
-def scorer_with(book: Book) -> Scorer:
+def scorer_with(book: HeldSubjects) -> Scorer:
     return Scorer(
         book,  # type: ignore[arg-type]
         Pseudonymiser(TEST_SECRET),
@@ -44,7 +32,7 @@ def scorer_with(book: Book) -> Scorer:
 
 @pytest.fixture
 def scorer() -> Scorer:
-    return scorer_with(Book())
+    return scorer_with(HeldSubjects())
 
 
 def with_check_character(identifier: str, replacement: str) -> str:
@@ -68,13 +56,13 @@ def test_a_valid_uscc_is_an_entity_keyed_by_itself(scorer: Scorer) -> None:
 
 
 def test_an_entity_the_book_holds_is_keyed_by_its_code() -> None:
-    held = scorer_with(Book({USCC: "entity"}))
+    held = scorer_with(HeldSubjects({USCC: "entity"}))
     assert held.subject_key(SubjectQuery(uscc=USCC), TODAY) == ("entity", USCC, USCC)
 
 
 def test_a_person_s_pseudonym_sent_as_a_code_is_not_taken_for_an_entity() -> None:
     pseudonym = Pseudonymiser(TEST_SECRET).person_key(RESIDENT_ID)
-    held = scorer_with(Book({pseudonym: "person"}))
+    held = scorer_with(HeldSubjects({pseudonym: "person"}))
     with pytest.raises(InvalidRequest) as caught:
         held.subject_key(SubjectQuery(uscc=pseudonym), TODAY)
     assert caught.value.field == "subject.uscc"
