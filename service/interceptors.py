@@ -208,15 +208,11 @@ def _unary(method: str, inner: Behaviour, chain: tuple[CallInterceptor, ...]) ->
     async def behaviour(request: Any, context: Any) -> Any:
         tokens: list[Any] = []
         try:
-            for each in chain:
-                request, token = each.enter(method, request, context)
-                tokens.append(token)
-            response = await inner(request, context)
+            response = await inner(_entered(chain, tokens, method, request, context), context)
         except BaseException as error:
             await _failed(chain, tokens, error, context)
             raise
-        for index in range(len(chain) - 1, -1, -1):
-            chain[index].leave(tokens[index], None)
+        _left(chain, tokens)
         return response
 
     return behaviour
@@ -226,18 +222,31 @@ def _streaming(method: str, inner: Behaviour, chain: tuple[CallInterceptor, ...]
     async def behaviour(request: Any, context: Any) -> AsyncIterator[Any]:
         tokens: list[Any] = []
         try:
-            for each in chain:
-                request, token = each.enter(method, request, context)
-                tokens.append(token)
-            async for response in inner(request, context):
+            async for response in inner(_entered(chain, tokens, method, request, context), context):
                 yield response
         except BaseException as error:
             await _failed(chain, tokens, error, context)
             raise
-        for index in range(len(chain) - 1, -1, -1):
-            chain[index].leave(tokens[index], None)
+        _left(chain, tokens)
 
     return behaviour
+
+
+def _entered(
+    chain: tuple[CallInterceptor, ...], tokens: list[Any], method: str, request: Any, context: Any
+) -> Any:
+    """The request after every hook's ``enter``, outermost first; ``tokens`` gets theirs
+    (a hook that raises is not entered: only those before it will leave)."""
+    for each in chain:
+        request, token = each.enter(method, request, context)
+        tokens.append(token)
+    return request
+
+
+def _left(chain: tuple[CallInterceptor, ...], tokens: list[Any]) -> None:
+    """Every hook's ``leave`` after a call that succeeded, innermost first."""
+    for index in range(len(chain) - 1, -1, -1):
+        chain[index].leave(tokens[index], None)
 
 
 async def _failed(
