@@ -159,17 +159,10 @@ class SubjectMemo(Generic[_Derived]):
         self._values[key] = (weakref.ref(subject), value)  # a lost race derives it twice
         return value
 
-    def prepare(self, subjects: Iterable[SubjectDecision], variant: Hashable) -> int:
-        """Derive ahead of the requests what is not yet kept for ``subjects``; returns
-        how many were derived."""
-        made = 0
+    def prepare(self, subjects: Iterable[SubjectDecision], variant: Hashable) -> None:
+        """Derive ahead of the requests what is not yet kept for ``subjects``."""
         for subject in subjects:
-            key = (subject.subject_key, variant)
-            kept = self._values.get(key)
-            if kept is None or kept[0]() is not subject:
-                self._values[key] = (weakref.ref(subject), self._derive(subject, variant))
-                made += 1
-        return made
+            self.get(subject, variant)
 
 
 def _evidence(item: dict[str, Any]) -> Evidence:

@@ -222,10 +222,10 @@ class ScoreResponseEncoder:
         explain, rules = variant
         return _decision_part(subject, rules, explain)
 
-    def prepare(self, subjects: Iterable[SubjectDecision], warning_rules_version: str) -> int:
+    def prepare(self, subjects: Iterable[SubjectDecision], warning_rules_version: str) -> None:
         """Serialise ahead of the requests the part of these subjects' answers without
-        reasons (what most calls ask); returns how many were made."""
-        return self._parts.prepare(subjects, (False, warning_rules_version))
+        reasons (what most calls ask)."""
+        self._parts.prepare(subjects, (False, warning_rules_version))
 
     def encode(self, answer: ScoredDecision, *, explain: bool, stream_index: int = 0) -> bytes:
         part = self._parts.get(answer.subject, (explain, answer.warning_rules_version))

@@ -82,7 +82,7 @@ class Refresher:
         self._busy = False
         self._stopping = False
         self._explain_due = True  # a freshly built book has no reasons yet
-        self._preparers: list[Callable[[list[SubjectDecision]], int]] = []
+        self._preparers: list[Callable[[list[SubjectDecision]], object]] = []
         self._prepare_due = False
         self._interrupt = threading.Event()  # new work: the reasons can wait
         self.failures = 0
@@ -92,7 +92,7 @@ class Refresher:
         self._thread = threading.Thread(target=self._run, name="refresh", daemon=True)
         self._thread.start()
 
-    def add_preparer(self, prepare: Callable[[list[SubjectDecision]], int]) -> None:
+    def add_preparer(self, prepare: Callable[[list[SubjectDecision]], object]) -> None:
         """Have ``prepare(decisions)`` called in idle time, once the reasons are done, with
         every current decision (a chunk at a time): what answers and log entries take from
         a subject's decision alone is then made before anyone asks (``prepare`` skips what
@@ -189,27 +189,24 @@ class Refresher:
         with self._condition:
             preparers = list(self._preparers)
         decisions = self.book.decisions()
-        made = 0
         for start in range(0, len(decisions), chunk):
             if self._interrupt.is_set():
                 return  # still due: after the refresh
             part = decisions[start : start + chunk]
             for prepare in preparers:
                 try:
-                    made += prepare(part)
+                    prepare(part)
                 except Exception:  # answers are then made on request, as before
                     _log.exception("preparing answers failed")
         with self._condition:
             if not self._interrupt.is_set():
                 self._prepare_due = False
         _settled()
-        if made:
-            _log.info(
-                "%d answer parts of %d decisions made ahead in %.1f s",
-                made,
-                len(decisions),
-                time.perf_counter() - started,
-            )
+        _log.info(
+            "answer parts of %d decisions made ahead in %.1f s",
+            len(decisions),
+            time.perf_counter() - started,
+        )
 
     def refresh(self, subject_keys: list[str]) -> RefreshOutcome:
         """Recompute ``subject_keys`` and everyone around them now, on this thread."""

@@ -166,10 +166,10 @@ class Scorer:
         self.log_gender = log_gender  # setting audit.fairness_by_gender
         self._entry_parts = SubjectMemo(subject_entry_parts)  # asked again and again
 
-    def prepare(self, subjects: Iterable[SubjectDecision]) -> int:
+    def prepare(self, subjects: Iterable[SubjectDecision]) -> None:
         """Make ahead of the requests the subject's part of these subjects' log entries
-        (without reasons: what most calls ask); returns how many were made."""
-        return self._entry_parts.prepare(subjects, False)
+        (without reasons: what most calls ask)."""
+        self._entry_parts.prepare(subjects, False)
 
     # -- checks -------------------------------------------------------------------------
 

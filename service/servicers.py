@@ -68,11 +68,10 @@ class CreditRiskServicer(credit_risk_pb2_grpc.CreditRiskServicer):
         self.monitoring = monitoring
         self.scorer = scorer
 
-    def prepare(self, decisions: list[SubjectDecision]) -> int:
+    def prepare(self, decisions: list[SubjectDecision]) -> None:
         """Serialise ahead of the requests these subjects' answer parts (see
-        :meth:`ScoreResponseEncoder.prepare`); returns how many were made."""
-        scorer = self._ready()
-        return self.encoder.prepare(decisions, scorer.book.warning_rules_version)
+        :meth:`ScoreResponseEncoder.prepare`)."""
+        self.encoder.prepare(decisions, self._ready().book.warning_rules_version)
 
     def _waiter(self) -> DurableWaiter:
         """The waiter for the scorer's decision-log entries on the server's event loop
