@@ -31,7 +31,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -432,10 +432,9 @@ class AuthInterceptor(CallInterceptor):
     def applies(self, method: str) -> bool:
         return policy_of(method) is not None
 
-    def authenticate(self, context: Any) -> Client:
+    def authenticate(self, metadata: Iterable[tuple[str, Any]]) -> Client:
         header = None
-        call = _CALL.get()
-        for key, value in call.metadata if call else context.invocation_metadata() or ():
+        for key, value in metadata:
             if key == "authorization":
                 header = value
                 break
@@ -452,10 +451,11 @@ class AuthInterceptor(CallInterceptor):
     def enter(self, method: str, request: Any, context: Any) -> tuple[Any, Any]:
         policy = policy_of(method)
         assert policy is not None
-        client = self.authenticate(context)
         call = _CALL.get()
-        if call is not None:
-            call.client = client
+        if call is None:  # the observability interceptor is not outside this one
+            client = self.authenticate(context.invocation_metadata() or ())
+        else:
+            client = call.client = self.authenticate(call.metadata)
         if client.role not in policy.roles:
             allowed = ", ".join(sorted(role.value for role in policy.roles)) or "no role"
             raise PermissionDenied(
