@@ -24,7 +24,6 @@ a context variable of the call's task, which goes with a method to its pool thre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
 import itertools
@@ -32,7 +31,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -76,7 +75,6 @@ class CallInfo:
     request_id: str
     started: float
     client: Client | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     code: str | None = None  # the status code name, once a problem set it
     # The call's metadata, read once: grpc builds a new copy at each read.
     metadata: tuple[tuple[str, Any], ...] = ()
@@ -366,8 +364,10 @@ class ObservabilityInterceptor(CallInterceptor):
     def leave(self, token: Any, error: BaseException | None) -> grpc.Status | None:
         call, context_token, context = token
         # A stream whose client left is closed by asyncio's finaliser, in another context.
-        with contextlib.suppress(ValueError):
+        try:  # noqa: SIM105 - contextlib.suppress costs 0.2 µs a call
             _CALL.reset(context_token)
+        except ValueError:
+            pass
         elapsed = time.perf_counter() - call.started
         code = call.code
         if code is None:
@@ -395,7 +395,6 @@ class ObservabilityInterceptor(CallInterceptor):
                 "method": call.method,
                 "status": code,
                 "latency_ms": round(elapsed * 1000, 3),
-                **call.extra,
             }
         )
         return None
