@@ -14,7 +14,9 @@ on this 2-core machine they do share the cores). Measured:
   an inquiry). The bare servers stay up all along and are measured again in each of
   ``--rounds`` rounds beside the real one; figures and ratios are the rounds' medians;
 * sequential Score latency p50 / p90 / p99 (one call at a time, sync client);
-* ScoreStream decisions per second (one and several concurrent streams).
+* ScoreStream decisions per second with 1, 4 and 16 concurrent streams (``--streams``),
+  on the bare servers (whose handler answers each request with the constant) and on the
+  real one with the decision log fsynced.
 
     .venv/bin/python benchmarks/bench_online.py --data-dir var --out benchmarks/results/online.json
 
@@ -259,6 +261,11 @@ def stream_rate(port: int, key: str, requests: list[Any], streams: int = 1) -> f
     return asyncio.run(run())
 
 
+def streams_rates(port: int, key: str, requests: list[Any], counts: list[int]) -> dict[str, int]:
+    """Decisions per second with each number of concurrent streams (keyed by the number)."""
+    return {str(count): round(stream_rate(port, key, requests, streams=count)) for count in counts}
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -291,8 +298,14 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="Score measurements of each server (medians)"
     )
+    parser.add_argument(
+        "--streams",
+        default="1,4,16",
+        help="ScoreStream calls open at once, comma-separated (each measured on its own)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    stream_counts = [int(count) for count in args.streams.split(",")]
 
     key, subjects = _prepare(args.data_dir)
     requests = _requests(subjects, args.calls)
@@ -320,7 +333,9 @@ def main() -> None:
             concurrent_rate(server.port, key, requests)  # warm-up: steady state, not start-up
             bare[flavour] = {
                 "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
-                "stream_items_per_s": round(stream_rate(server.port, key, stream_requests)),
+                "stream_items_per_s": streams_rates(
+                    server.port, key, stream_requests, stream_counts
+                ),
                 "score_calls_per_s_rounds": [],
             }
         results["bare"] = bare
@@ -350,11 +365,8 @@ def main() -> None:
                     "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
                 }
                 if log == "fsync":
-                    real["stream_items_per_s"] = round(
-                        stream_rate(server.port, key, stream_requests)
-                    )
-                    real["stream_items_per_s_4_streams"] = round(
-                        stream_rate(server.port, key, stream_requests, streams=4)
+                    real["stream_items_per_s"] = streams_rates(
+                        server.port, key, stream_requests, stream_counts
                     )
             finally:
                 server.close()
