@@ -13,7 +13,9 @@ on this 2-core machine they do share the cores). Measured:
   without fsync, and off (requests use the post-loan purpose, which is not recorded as
   an inquiry). The bare servers stay up all along and are measured again in each of
   ``--rounds`` rounds beside the real one; figures and ratios are the rounds' medians;
-* sequential Score latency p50 / p90 / p99 (one call at a time, sync client);
+* sequential Score latency p50 / p90 / p99 (one call at a time, sync client), and with
+  the log fsynced, the data directory's fsync latency for a 2 KB append right after it
+  (the storage's part, which moves with the host's disk load);
 * ScoreStream decisions per second with 1, 4 and 16 concurrent streams (``--streams``),
   on the bare servers (whose handler answers each request with the constant) and on the
   real one with the decision log fsynced.
@@ -261,6 +263,26 @@ def stream_rate(port: int, key: str, requests: list[Any], streams: int = 1) -> f
     return asyncio.run(run())
 
 
+def fsync_latency(directory: Path, appends: int = 300) -> dict[str, float]:
+    """p50 / p90 ms of fsyncing a 2 KB append (a decision-log entry's size) in
+    ``directory``: the storage's share of a sequential Score with the log fsynced, which
+    moves with the host's disk load."""
+    probe = directory / "fsync-probe.tmp"
+    times = []
+    descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(appends):
+            os.write(descriptor, b"x" * 2048)
+            started = time.perf_counter()
+            os.fsync(descriptor)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(descriptor)
+        probe.unlink()
+    quantiles = statistics.quantiles(times, n=10)
+    return {"p50_ms": round(quantiles[4], 3), "p90_ms": round(quantiles[8], 3)}
+
+
 def streams_rates(port: int, key: str, requests: list[Any], counts: list[int]) -> dict[str, int]:
     """Decisions per second with each number of concurrent streams (keyed by the number)."""
     return {str(count): round(stream_rate(port, key, requests, streams=count)) for count in counts}
@@ -364,6 +386,8 @@ def main() -> None:
                     "ratio_to_bare_sync": round(statistics.median(rounds["sync"]), 3),
                     "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
                 }
+                if log == "fsync":  # the disk's part of that latency, measured just after it
+                    real["fsync_2kb"] = fsync_latency(args.data_dir)
                 if log == "fsync":
                     real["stream_items_per_s"] = streams_rates(
                         server.port, key, stream_requests, stream_counts
