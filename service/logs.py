@@ -36,9 +36,9 @@ CALL_FIELDS = "call_fields"  # the `extra` key carrying a call-log line's fields
 
 class ServiceJsonFormatter(JsonFormatter):
     """python-json-logger's formatter, with a fast path for the per-call lines: their
-    fields come ready in one dict and are dumped directly (~4 µs instead of ~25 µs; at
-    thousands of calls a second the general path was a third of the request's cost). The
-    output has the same keys either way."""
+    fields come ready in one dict and are written directly (:meth:`line`, ~1.6 µs instead
+    of ~25 µs through the general path, which at thousands of calls a second was a third
+    of the request's cost). The output has the same keys either way."""
 
     def __init__(self) -> None:
         super().__init__(
